@@ -1,0 +1,209 @@
+//! The store layout: every HDF5 path, store file name and FITS file name is built here and only here.
+//!
+//! See `docs/store-layout.md`. Group names are plain decimals, store files are `PPPP-MMMMM.h5`.
+
+use crate::key::PlateMjd;
+
+/// Value of the root attribute [`FORMAT_ATTR`] that marks a file as one of our stores.
+pub const FORMAT_VERSION: &str = "h5boss-v1";
+/// Root attribute naming the store format.
+pub const FORMAT_ATTR: &str = "BOSS_STORE_FORMAT";
+/// Root attribute naming the program that wrote the file.
+pub const WRITER_ATTR: &str = "WRITER";
+/// Extension of store files.
+pub const STORE_EXT: &str = "h5";
+/// Name of the per-fiber coadd dataset.
+pub const COADD: &str = "coadd";
+/// Name of the per-fiber exposures group.
+pub const EXPOSURES: &str = "exposures";
+/// Attribute of an exposure dataset: spectrograph number (1 or 2).
+pub const SPECTROGRAPH_ATTR: &str = "SPECTROGRAPH";
+/// Attribute of an exposure dataset: the FITS HDU name it came from.
+pub const EXTNAME_ATTR: &str = "EXTNAME";
+/// The catalog index beside the store files.
+pub const CATALOG_FILE: &str = "catalog.parquet";
+
+/// The plate-level tables kept under `/<PLATE>/<MJD>/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PlateTable {
+    /// spPlate HDU5.
+    Plugmap,
+    /// SPALL / SPECOBJ rows (spec HDU2, spAll files).
+    Spall,
+    /// SPZLINE rows (spec HDU3, spZline HDU1).
+    Zline,
+    /// spZbest HDU1.
+    Zbest,
+}
+
+impl PlateTable {
+    /// Every table, in the order they are written.
+    pub const ALL: [PlateTable; 4] = [Self::Plugmap, Self::Spall, Self::Zline, Self::Zbest];
+
+    /// Dataset name under the plate-MJD group.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plugmap => "plugmap",
+            Self::Spall => "spall",
+            Self::Zline => "zline",
+            Self::Zbest => "zbest",
+        }
+    }
+}
+
+/// Camera arm of an exposure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Arm {
+    Blue,
+    Red,
+}
+
+impl Arm {
+    /// Dataset name of this arm under `exposures/<EXPID>/`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Blue => "b",
+            Self::Red => "r",
+        }
+    }
+
+    /// Parses a dataset name (`b` / `r`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "b" => Some(Self::Blue),
+            "r" => Some(Self::Red),
+            _ => None,
+        }
+    }
+}
+
+/// File name of the store file for a plate-MJD: `3655-55240.h5`.
+pub fn store_file_name(pm: PlateMjd) -> String {
+    format!("{:04}-{:05}.{STORE_EXT}", pm.plate, pm.mjd)
+}
+
+/// Parses a store file name back into its plate-MJD.
+pub fn parse_store_file_name(name: &str) -> Option<PlateMjd> {
+    let stem = name.strip_suffix(&format!(".{STORE_EXT}"))?;
+    let (plate, mjd) = stem.split_once('-')?;
+    Some(PlateMjd {
+        plate: plate.parse().ok()?,
+        mjd: mjd.parse().ok()?,
+    })
+}
+
+/// Temporary name a store file is written under before it is renamed: hidden, with the writer's pid.
+pub fn temp_file_name(final_name: &str, pid: u32) -> String {
+    format!(".{final_name}.tmp-{pid}")
+}
+
+/// True for names made by [`temp_file_name`].
+pub fn is_temp_file_name(name: &str) -> bool {
+    name.starts_with('.') && name.contains(".tmp-")
+}
+
+/// `/<PLATE>`.
+pub fn plate_group(plate: i32) -> String {
+    format!("/{plate}")
+}
+
+/// `/<PLATE>/<MJD>`.
+pub fn plate_mjd_group(pm: PlateMjd) -> String {
+    format!("/{}/{}", pm.plate, pm.mjd)
+}
+
+/// `/<PLATE>/<MJD>/<table>`.
+pub fn table_path(pm: PlateMjd, table: PlateTable) -> String {
+    format!("{}/{}", plate_mjd_group(pm), table.name())
+}
+
+/// `/<PLATE>/<MJD>/<FIBER>`.
+pub fn fiber_group(pm: PlateMjd, fiber: i32) -> String {
+    format!("{}/{fiber}", plate_mjd_group(pm))
+}
+
+/// `/<PLATE>/<MJD>/<FIBER>/coadd`.
+pub fn coadd_path(pm: PlateMjd, fiber: i32) -> String {
+    format!("{}/{COADD}", fiber_group(pm, fiber))
+}
+
+/// `/<PLATE>/<MJD>/<FIBER>/exposures`.
+pub fn exposures_group(pm: PlateMjd, fiber: i32) -> String {
+    format!("{}/{EXPOSURES}", fiber_group(pm, fiber))
+}
+
+/// `/<PLATE>/<MJD>/<FIBER>/exposures/<EXPID>`.
+pub fn exposure_group(pm: PlateMjd, fiber: i32, expid: u32) -> String {
+    format!("{}/{expid}", exposures_group(pm, fiber))
+}
+
+/// `/<PLATE>/<MJD>/<FIBER>/exposures/<EXPID>/<b|r>`.
+pub fn exposure_path(pm: PlateMjd, fiber: i32, expid: u32, arm: Arm) -> String {
+    format!("{}/{}", exposure_group(pm, fiber, expid), arm.name())
+}
+
+/// Attribute holding the unit of a compound field or table column: `<FIELD>_UNIT`.
+pub fn unit_attr(field: &str) -> String {
+    format!("{field}_UNIT")
+}
+
+/// FITS file names used by the SDSS pipeline (the generator writes them, the ingest recognises them).
+pub mod fits_names {
+    use crate::key::PlateMjd;
+
+    /// `spPlate-PPPP-MMMMM.fits`.
+    pub fn spplate(pm: PlateMjd) -> String {
+        format!("spPlate-{:04}-{:05}.fits", pm.plate, pm.mjd)
+    }
+    /// `spZbest-PPPP-MMMMM.fits`.
+    pub fn spzbest(pm: PlateMjd) -> String {
+        format!("spZbest-{:04}-{:05}.fits", pm.plate, pm.mjd)
+    }
+    /// `spZline-PPPP-MMMMM.fits`.
+    pub fn spzline(pm: PlateMjd) -> String {
+        format!("spZline-{:04}-{:05}.fits", pm.plate, pm.mjd)
+    }
+    /// `spec-PPPP-MMMMM-FFFF.fits`.
+    pub fn spec(pm: PlateMjd, fiber: i32) -> String {
+        format!("spec-{:04}-{:05}-{:04}.fits", pm.plate, pm.mjd, fiber)
+    }
+    /// File-name prefixes of the kinds of input, as the pipeline names them.
+    pub const SPPLATE_PREFIX: &str = "spPlate-";
+    pub const SPZBEST_PREFIX: &str = "spZbest-";
+    pub const SPZLINE_PREFIX: &str = "spZline-";
+    pub const SPEC_PREFIX: &str = "spec-";
+    pub const SPALL_PREFIX: &str = "spAll";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_follow_h5boss_v1() {
+        let pm = PlateMjd {
+            plate: 3655,
+            mjd: 55240,
+        };
+        assert_eq!(store_file_name(pm), "3655-55240.h5");
+        assert_eq!(parse_store_file_name("3655-55240.h5"), Some(pm));
+        assert_eq!(
+            parse_store_file_name("0042-05000.h5"),
+            Some(PlateMjd {
+                plate: 42,
+                mjd: 5000
+            })
+        );
+        assert_eq!(parse_store_file_name("catalog.parquet"), None);
+        assert_eq!(coadd_path(pm, 4), "/3655/55240/4/coadd");
+        assert_eq!(
+            exposure_path(pm, 4, 104927, Arm::Red),
+            "/3655/55240/4/exposures/104927/r"
+        );
+        assert_eq!(table_path(pm, PlateTable::Plugmap), "/3655/55240/plugmap");
+        assert_eq!(fits_names::spec(pm, 2), "spec-3655-55240-0002.fits");
+        let tmp = temp_file_name("3655-55240.h5", 77);
+        assert!(is_temp_file_name(&tmp));
+        assert!(!is_temp_file_name("3655-55240.h5"));
+    }
+}

@@ -1,0 +1,11 @@
+//! The HDF5 store shared by ingest and query: the fixed coadd/exposure records, generic tables
+//! (plugmap, spall, zline, zbest), scalar attributes, and raw reads and writes.
+
+pub mod attrs;
+pub mod raw;
+pub mod records;
+pub mod table;
+
+pub use attrs::AttrValue;
+pub use records::{CoaddRecord, ExposureRecord};
+pub use table::{Column, ScalarKind, Table, TableError};
