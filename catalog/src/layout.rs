@@ -24,7 +24,9 @@ pub const EXTNAME_ATTR: &str = "EXTNAME";
 pub const CATALOG_FILE: &str = "catalog.parquet";
 
 /// The plate-level tables kept under `/<PLATE>/<MJD>/`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum PlateTable {
     /// spPlate HDU5.
     Plugmap,

@@ -384,7 +384,7 @@ impl Fits {
             let zero = self.key_f64(&format!("TZERO{i}"))?.unwrap_or(0.0);
             let scale = self.key_f64(&format!("TSCAL{i}"))?.unwrap_or(1.0);
             let (code, repeat) = self.parse_tform(&tform, &label, &name)?;
-            let dims = self.tdim(i, repeat)?;
+            let dims = Self::cell_dims(repeat);
             let field = FitsField::new(name, code, repeat, dims, unit, zero, scale, fits_offset)
                 .map_err(|e| FitsError(format!("{label}: {e}")))?;
             fits_offset += field.fits_width;
@@ -425,34 +425,14 @@ impl Fits {
         Ok((code, repeat as usize))
     }
 
-    /// Cell shape in numpy order from TDIMn (empty for scalars).
-    fn tdim(&mut self, col: usize, repeat: usize) -> Result<Vec<usize>> {
+    /// Cell shape: empty for scalars, else one flat axis of the repeat count. A TDIM shape (e.g.
+    /// PROFMEAN_NMGY, TDIM (15,5)) is flattened: h5py cannot read nested HDF5 array types as numbers.
+    fn cell_dims(repeat: usize) -> Vec<usize> {
         if repeat <= 1 {
-            return Ok(Vec::new());
+            Vec::new()
+        } else {
+            vec![repeat]
         }
-        let mut naxis: c_int = 0;
-        let mut naxes: [c_long; 8] = [0; 8];
-        let mut status = 0;
-        // SAFETY: naxes holds 8 axes, maxdim = 8.
-        unsafe {
-            sys::ffgtdm(
-                self.raw(),
-                col as c_int,
-                8,
-                &mut naxis,
-                naxes.as_mut_ptr(),
-                &mut status,
-            )
-        };
-        let dims: Vec<usize> = naxes[..(naxis.clamp(0, 8) as usize)]
-            .iter()
-            .rev()
-            .map(|&n| n as usize)
-            .collect();
-        if status != 0 || dims.iter().product::<usize>() != repeat {
-            return Ok(vec![repeat]);
-        }
-        Ok(dims)
     }
 
     /// Reads every row of the current table.
@@ -581,13 +561,13 @@ impl FitsField {
         }
         let (kind, elem, unsigned_offset) = match (code, zero) {
             (TLOGICAL, _) => (ScalarKind::Bool, 1, false),
-            (TBYTE, z) if z == -128.0 => (ScalarKind::I8, 1, true),
+            (TBYTE, -128.0) => (ScalarKind::I8, 1, true),
             (TBYTE, _) => (ScalarKind::U8, 1, false),
-            (TSHORT, z) if z == 32768.0 => (ScalarKind::U16, 2, true),
+            (TSHORT, 32768.0) => (ScalarKind::U16, 2, true),
             (TSHORT, _) => (ScalarKind::I16, 2, false),
-            (TLONG, z) if z == 2147483648.0 => (ScalarKind::U32, 4, true),
+            (TLONG, 2147483648.0) => (ScalarKind::U32, 4, true),
             (TLONG, _) => (ScalarKind::I32, 4, false),
-            (TLONGLONG, z) if z == 9223372036854775808.0 => (ScalarKind::U64, 8, true),
+            (TLONGLONG, 9223372036854775808.0) => (ScalarKind::U64, 8, true),
             (TLONGLONG, _) => (ScalarKind::I64, 8, false),
             (TFLOAT, _) => (ScalarKind::F32, 4, false),
             (TDOUBLE, _) => (ScalarKind::F64, 8, false),

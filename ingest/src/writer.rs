@@ -34,9 +34,17 @@ impl Batch {
     pub fn add(&mut self, file: &Path, c: Contribution) -> Result<(), InputError> {
         for (name, table) in c.tables {
             match self.tables.get_mut(&name) {
-                Some(t) => t
-                    .append(&table, name.name())
-                    .map_err(|e| InputError::new(file, e.to_string()))?,
+                Some(t) => {
+                    // The first source of a fiber's rows wins (spec SPZLINE rows against spZline).
+                    let have: HashSet<i32> =
+                        t.fiber_ids().unwrap_or_default().into_iter().collect();
+                    let rows = match table.fiber_ids() {
+                        Some(ids) => table.filter_rows(|r| !have.contains(&ids[r])),
+                        None => continue,
+                    };
+                    t.append(&rows, name.name())
+                        .map_err(|e| InputError::new(file, e.to_string()))?
+                }
                 None => {
                     self.tables.insert(name, table);
                 }

@@ -112,6 +112,48 @@ impl Job {
     }
 }
 
+impl Job {
+    /// Every rank's items, concatenated in rank order, on every rank: the counts are exchanged
+    /// first, then one `MPI_Allgatherv` moves the items as their MPI datatype (no serialisation).
+    pub fn all_gather_varcount<T: Equivalence + Clone + Default>(&self, local: &[T]) -> Vec<T> {
+        let count = local.len() as mpi::Count;
+        let mut counts = vec![0 as mpi::Count; self.size()];
+        self.world.all_gather_into(&count, &mut counts[..]);
+        let displs = displacements(&counts);
+        let total: usize = counts.iter().map(|&c| c as usize).sum();
+        let mut all = vec![T::default(); total];
+        {
+            let mut partition = PartitionMut::new(&mut all[..], &counts[..], &displs[..]);
+            self.world.all_gather_varcount_into(local, &mut partition);
+        }
+        all
+    }
+
+    /// One small serialisable value per rank, on every rank (for per-plate descriptions, not records).
+    pub fn all_gather_json<T: Serialize + DeserializeOwned>(&self, value: &T) -> Vec<T> {
+        let bytes = serde_json::to_vec(value).expect("descriptions serialise");
+        let mut counts = vec![0 as mpi::Count; self.size()];
+        self.world
+            .all_gather_into(&(bytes.len() as mpi::Count), &mut counts[..]);
+        let all = self.all_gather_varcount(&bytes);
+        let displs = displacements(&counts);
+        counts
+            .iter()
+            .zip(&displs)
+            .map(|(&c, &d)| {
+                serde_json::from_slice(&all[d as usize..(d + c) as usize]).expect("our own JSON")
+            })
+            .collect()
+    }
+
+    /// Rank 0's value of a u32, on every rank.
+    pub fn broadcast_u32(&self, value: u32) -> u32 {
+        let mut v = value;
+        self.world.process_at_rank(0).broadcast_into(&mut v);
+        v
+    }
+}
+
 /// Exclusive prefix sum of counts: where each rank's block starts.
 pub fn displacements(counts: &[i32]) -> Vec<i32> {
     counts

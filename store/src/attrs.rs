@@ -4,7 +4,7 @@ use hdf5::types::{TypeDescriptor, VarLenUnicode};
 use hdf5::Location;
 
 /// A scalar attribute value: the kinds of value a FITS header card holds.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum AttrValue {
     Int(i64),
     Float(f64),

@@ -8,7 +8,7 @@ use crate::raw;
 use catalog::layout;
 
 /// Element type of a table column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ScalarKind {
     Bool,
     I8,
@@ -35,6 +35,21 @@ impl ScalarKind {
             Self::I64 | Self::U64 | Self::F64 => 8,
             Self::Str(n) => n,
         }
+    }
+
+    /// True for the integer kinds.
+    pub fn is_integer(self) -> bool {
+        matches!(
+            self,
+            Self::I8
+                | Self::U8
+                | Self::I16
+                | Self::U16
+                | Self::I32
+                | Self::U32
+                | Self::I64
+                | Self::U64
+        )
     }
 
     fn descriptor(self) -> TypeDescriptor {
@@ -76,7 +91,7 @@ impl ScalarKind {
 }
 
 /// One column: name (upper case), element kind, shape of one cell (numpy order, empty for a scalar).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Column {
     pub name: String,
     pub kind: ScalarKind,
@@ -305,19 +320,28 @@ impl Table {
         Ok(())
     }
 
-    /// The same rows laid out with `columns` (identical but for wider strings, NUL padded).
+    /// The same rows laid out with `columns` (the same names in any order; strings as wide or
+    /// wider, NUL padded).
     fn repack(&self, columns: &[Column]) -> Table {
         let mut out = Table::new(columns.to_vec());
         if out.columns == self.columns {
             out.data = self.data.clone();
             return out;
         }
+        let sources: Vec<usize> = columns
+            .iter()
+            .map(|c| {
+                self.column_index(&c.name)
+                    .expect("unified columns come from both tables")
+            })
+            .collect();
         let mut row = vec![0u8; out.row_size];
         for r in 0..self.num_rows() {
             row.fill(0);
             let src = self.row(r);
-            for (i, c) in self.columns.iter().enumerate() {
-                let cell = &src[self.offsets[i]..self.offsets[i] + c.size()];
+            for (i, &j) in sources.iter().enumerate() {
+                let c = &self.columns[j];
+                let cell = &src[self.offsets[j]..self.offsets[j] + c.size()];
                 let dst = out.offsets[i];
                 match (c.kind, out.columns[i].kind) {
                     (ScalarKind::Str(from), ScalarKind::Str(to)) => {
@@ -372,20 +396,34 @@ impl Table {
         })
     }
 
-    /// Writes the table as dataset `name` of `group`, replacing any dataset of that name, with the
-    /// unit of each column as the attribute `<COLUMN>_UNIT`.
+    /// Writes the table as dataset `name` of `group`, replacing any dataset of that name.
     pub fn write(&self, group: &Group, name: &str) -> Result<Dataset, TableError> {
         if group.link_exists(name) {
             group.unlink(name)?;
         }
+        let ds = Self::create_dataset(group, name, &self.columns, self.num_rows())?;
         let dtype = Datatype::from_descriptor(&self.descriptor())?;
+        raw::write_all(&ds, &dtype, &self.data)?;
+        Ok(ds)
+    }
+
+    /// Creates an empty table dataset of `rows` rows with these columns: the file type is packed
+    /// exactly like [`Table::bytes`] (so writes need no conversion), and the unit of each column is
+    /// the attribute `<COLUMN>_UNIT`.
+    pub fn create_dataset(
+        group: &Group,
+        name: &str,
+        columns: &[Column],
+        rows: usize,
+    ) -> Result<Dataset, TableError> {
+        let descriptor = Table::new(columns.to_vec()).descriptor();
         let ds = group
             .new_dataset_builder()
-            .empty_as(&self.descriptor())
-            .shape(self.num_rows())
+            .packed(true)
+            .empty_as(&descriptor)
+            .shape(rows)
             .create(name)?;
-        raw::write_all(&ds, &dtype, &self.data)?;
-        for c in &self.columns {
+        for c in columns {
             if let Some(unit) = &c.unit {
                 crate::attrs::write_attr(
                     &ds,
@@ -432,23 +470,33 @@ impl Table {
     }
 }
 
-/// The common schema of two tables that differ at most in string widths, or what differs.
+/// The common schema of two tables with the same column names (in any order) and kinds, except that
+/// strings may differ in width (the wider wins) and integers of one size in signedness (the first
+/// table's kind wins: the bits are the same, as for SPECOBJID with or without TZERO); or what differs.
 fn unified_columns(a: &[Column], b: &[Column]) -> Result<Vec<Column>, String> {
     if a.len() != b.len() {
         return Err(format!("{} columns against {}", b.len(), a.len()));
     }
     a.iter()
-        .zip(b)
-        .map(|(x, y)| {
-            if x.name != y.name || x.dims != y.dims {
-                return Err(format!("column {} against {}", y.name, x.name));
+        .map(|x| {
+            let y = b
+                .iter()
+                .find(|y| y.name == x.name)
+                .ok_or_else(|| format!("no column {}", x.name))?;
+            if x.dims != y.dims {
+                return Err(format!(
+                    "column {} has shape {:?}, not {:?}",
+                    x.name, y.dims, x.dims
+                ));
             }
             match (x.kind, y.kind) {
                 (ScalarKind::Str(m), ScalarKind::Str(n)) => Ok(Column {
                     kind: ScalarKind::Str(m.max(n)),
                     ..x.clone()
                 }),
-                (k, l) if k == l => Ok(x.clone()),
+                (k, l) if k == l || (k.is_integer() && l.is_integer() && k.size() == l.size()) => {
+                    Ok(x.clone())
+                }
                 (k, l) => Err(format!("column {} is {l:?}, not {k:?}", x.name)),
             }
         })
@@ -481,7 +529,7 @@ mod tests {
             },
         ];
         let mut t = Table::new(cols);
-        for (fiber, class) in [(7, "QSO"), (3, "GALAXY"), (7, "STAR")] {
+        for (fiber, class) in [(7i32, "QSO"), (3, "GALAXY"), (7, "STAR")] {
             let mut row = fiber.to_ne_bytes().to_vec();
             let mut s = class.as_bytes().to_vec();
             s.resize(6, 0);

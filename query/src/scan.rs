@@ -1,0 +1,183 @@
+//! The scan phase: each rank opens only its share of the store files and describes the requested
+//! fibers it finds there as compact records, plus each plate-MJD's attributes and table subsets.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use catalog::layout::{self, Arm, PlateTable};
+use catalog::{FiberId, PlateMjd};
+use store::attrs::{read_attrs, read_str_attr};
+use store::{AttrValue, Table};
+
+use crate::error::{QueryError, Result};
+use crate::records::{DatasetRecord, PlateMeta, TableMeta};
+
+/// One file of the store.
+#[derive(Debug, Clone)]
+pub struct StoreFile {
+    pub pm: PlateMjd,
+    pub path: PathBuf,
+    pub bytes: u64,
+}
+
+/// Lists the store's files, sorted by plate-MJD (the same list, in the same order, on every rank).
+pub fn list_store(dir: &Path) -> Result<Vec<StoreFile>> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| QueryError::store(dir, format!("cannot list the store: {e}")))?;
+    let mut files: Vec<StoreFile> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pm = layout::parse_store_file_name(&name)?;
+            let bytes = e.metadata().map(|m| m.len()).unwrap_or(0);
+            Some(StoreFile {
+                pm,
+                path: e.path(),
+                bytes,
+            })
+        })
+        .collect();
+    files.sort_by_key(|f| f.pm);
+    Ok(files)
+}
+
+/// What a rank found in one store file.
+pub struct Scanned {
+    pub file: hdf5::File,
+    pub records: Vec<DatasetRecord>,
+    pub meta: Option<PlateMeta>,
+    /// The rows of each plate-level table that belong to the selected fibers.
+    pub tables: Vec<(PlateTable, Table)>,
+}
+
+/// Opens a store file and finds the requested fibers (sorted) in it.
+pub fn scan_file(sf: &StoreFile, source: u32, fibers: &[i32]) -> Result<Scanned> {
+    let err = |m: String| QueryError::store(&sf.path, m);
+    let file =
+        hdf5::File::open(&sf.path).map_err(|e| err(format!("cannot open the store file: {e}")))?;
+    if read_str_attr(&file, layout::FORMAT_ATTR).as_deref() != Some(layout::FORMAT_VERSION) {
+        return Err(err(format!(
+            "not a store file written by boss-ingest (no {} attribute)",
+            layout::FORMAT_ATTR
+        )));
+    }
+    let mut records = Vec::new();
+    let Ok(group) = file.group(&layout::plate_mjd_group(sf.pm)) else {
+        return Ok(Scanned {
+            file,
+            records,
+            meta: None,
+            tables: Vec::new(),
+        });
+    };
+    let mut found = HashSet::new();
+    let mut coadd_attrs = None;
+    for &fiber in fibers {
+        let id = FiberId::new(sf.pm.plate, sf.pm.mjd, fiber);
+        let Ok(coadd) = file.dataset(&layout::coadd_path(sf.pm, fiber)) else {
+            continue;
+        };
+        found.insert(fiber);
+        records.push(DatasetRecord::coadd(id, coadd.size() as u64, source));
+        if coadd_attrs.is_none() {
+            coadd_attrs = Some(read_attrs(&coadd).map_err(|e| err(e.to_string()))?);
+        }
+        scan_exposures(&file, id, source, &mut records).map_err(|e| err(e.to_string()))?;
+    }
+    if found.is_empty() {
+        return Ok(Scanned {
+            file,
+            records,
+            meta: None,
+            tables: Vec::new(),
+        });
+    }
+    let mut tables = Vec::new();
+    let mut metas = Vec::new();
+    for t in PlateTable::ALL {
+        let Ok(ds) = group.dataset(t.name()) else {
+            continue;
+        };
+        let table = Table::read(&ds).map_err(|e| err(e.to_string()))?;
+        let subset = match table.fiber_ids() {
+            Some(ids) => table.filter_rows(|r| found.contains(&ids[r])),
+            None => table,
+        };
+        metas.push(TableMeta {
+            table: t,
+            columns: subset.columns().to_vec(),
+            rows: subset.num_rows() as u64,
+        });
+        tables.push((t, subset));
+    }
+    let meta = PlateMeta {
+        pm: sf.pm,
+        source,
+        attrs: read_attrs(&group).map_err(|e| err(e.to_string()))?,
+        coadd_attrs: coadd_attrs.unwrap_or_default(),
+        tables: metas,
+    };
+    Ok(Scanned {
+        file,
+        records,
+        meta: Some(meta),
+        tables,
+    })
+}
+
+fn scan_exposures(
+    file: &hdf5::File,
+    id: FiberId,
+    source: u32,
+    out: &mut Vec<DatasetRecord>,
+) -> hdf5::Result<()> {
+    let pm = id.plate_mjd();
+    let Ok(exposures) = file.group(&layout::exposures_group(pm, id.fiber)) else {
+        return Ok(());
+    };
+    let mut expids: Vec<u32> = exposures
+        .member_names()?
+        .iter()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    expids.sort_unstable();
+    for expid in expids {
+        for arm in [Arm::Blue, Arm::Red] {
+            let Ok(ds) = file.dataset(&layout::exposure_path(pm, id.fiber, expid, arm)) else {
+                continue;
+            };
+            let spectrograph = match ds
+                .attr(layout::SPECTROGRAPH_ATTR)
+                .and_then(|a| a.read_scalar::<i64>())
+            {
+                Ok(v) => v as u8,
+                Err(_) => 0,
+            };
+            let extname = read_str_attr(&ds, layout::EXTNAME_ATTR).unwrap_or_default();
+            out.push(DatasetRecord::exposure(
+                id,
+                expid,
+                arm,
+                spectrograph,
+                &extname,
+                ds.size() as u64,
+                source,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Attributes of an exposure dataset, rebuilt from its record.
+pub fn exposure_attrs(r: &DatasetRecord) -> Vec<(String, AttrValue)> {
+    vec![
+        (
+            layout::SPECTROGRAPH_ATTR.to_string(),
+            AttrValue::Int(r.spectrograph as i64),
+        ),
+        (
+            layout::EXTNAME_ATTR.to_string(),
+            AttrValue::Str(r.extname().to_string()),
+        ),
+    ]
+}

@@ -1,0 +1,536 @@
+//! A small safe writer over cfitsio: whole images and whole table columns in one call each.
+//!
+//! Every file is written under a temporary name beside its final name and renamed into place
+//! only after cfitsio has closed it without error, so a half-written file never carries a final name.
+
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::path::{Path, PathBuf};
+use std::ptr;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use anyhow::{bail, ensure, Context, Result};
+use catalog::layout::temp_file_name;
+use fitsio_sys as sys;
+
+/// Value of one header card.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Int(i64),
+    Real(f64),
+    Str(String),
+}
+
+/// One header card: name, value and comment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Card {
+    pub name: String,
+    pub value: Value,
+    pub comment: &'static str,
+}
+
+impl Card {
+    pub fn int(name: impl Into<String>, value: i64, comment: &'static str) -> Self {
+        Self {
+            name: name.into(),
+            value: Value::Int(value),
+            comment,
+        }
+    }
+    pub fn real(name: impl Into<String>, value: f64, comment: &'static str) -> Self {
+        Self {
+            name: name.into(),
+            value: Value::Real(value),
+            comment,
+        }
+    }
+    pub fn str(name: impl Into<String>, value: impl Into<String>, comment: &'static str) -> Self {
+        Self {
+            name: name.into(),
+            value: Value::Str(value.into()),
+            comment,
+        }
+    }
+}
+
+/// Pixel types of the images we write.
+pub trait Pixel: Copy {
+    /// cfitsio BITPIX code.
+    const BITPIX: c_int;
+    /// cfitsio datatype code of the memory array.
+    const DATATYPE: c_int;
+}
+
+impl Pixel for f32 {
+    const BITPIX: c_int = sys::FLOAT_IMG;
+    const DATATYPE: c_int = sys::TFLOAT as c_int;
+}
+
+impl Pixel for i32 {
+    const BITPIX: c_int = sys::LONG_IMG as c_int;
+    const DATATYPE: c_int = sys::TINT as c_int;
+}
+
+/// Data of one binary-table column, all rows (vector cells flattened row after row).
+#[derive(Debug, Clone)]
+pub enum ColData {
+    U8(Vec<u8>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    /// Fixed-width strings, one per row.
+    Str(Vec<String>),
+}
+
+impl ColData {
+    fn len(&self) -> usize {
+        match self {
+            Self::U8(v) => v.len(),
+            Self::I32(v) => v.len(),
+            Self::I64(v) => v.len(),
+            Self::F32(v) => v.len(),
+            Self::F64(v) => v.len(),
+            Self::Str(v) => v.len(),
+        }
+    }
+}
+
+/// One binary-table column: name, TFORM (e.g. `5E`, `16A`), optional TUNIT and its data.
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: String,
+    pub tform: String,
+    pub unit: Option<&'static str>,
+    pub data: ColData,
+}
+
+impl Column {
+    /// Repeat count of the TFORM (`5E` -> 5, `E` -> 1); for strings, the width.
+    fn repeat(&self) -> usize {
+        let digits: String = self
+            .tform
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
+        digits.parse().unwrap_or(1)
+    }
+
+    /// Number of table rows this column holds.
+    fn rows(&self) -> Result<usize> {
+        let n = self.data.len();
+        if matches!(self.data, ColData::Str(_)) {
+            return Ok(n);
+        }
+        let r = self.repeat();
+        ensure!(
+            r > 0 && n % r == 0,
+            "column {}: {} values do not fill cells of {}",
+            self.name,
+            n,
+            self.tform
+        );
+        Ok(n / r)
+    }
+}
+
+fn status_text(status: c_int) -> String {
+    let mut buf = [0 as c_char; 32];
+    // SAFETY: ffgerr writes at most FLEN_STATUS (31) characters plus the terminating NUL.
+    unsafe {
+        sys::ffgerr(status, buf.as_mut_ptr());
+        CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned()
+    }
+}
+
+fn cstring(s: &str) -> Result<CString> {
+    CString::new(s).with_context(|| format!("string {s:?} contains a NUL byte"))
+}
+
+/// cfitsio built without `--enable-reentrant` must not be used from two threads at once.
+fn io_guard() -> Option<MutexGuard<'static, ()>> {
+    static REENTRANT: OnceLock<bool> = OnceLock::new();
+    static LOCK: Mutex<()> = Mutex::new(());
+    // SAFETY: fits_is_reentrant only reads a compile-time constant of the library.
+    let reentrant = *REENTRANT.get_or_init(|| unsafe { sys::fits_is_reentrant() } != 0);
+    if reentrant {
+        None
+    } else {
+        Some(LOCK.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// An open, new FITS file. Closed (and its errors reported) by [`FitsWriter::close`]; dropping it
+/// without closing closes it quietly, for error paths.
+pub struct FitsWriter {
+    fptr: *mut sys::fitsfile,
+    path: PathBuf,
+}
+
+impl FitsWriter {
+    /// Creates a new empty file at `path`, replacing any file of that name.
+    pub fn create(path: &Path) -> Result<Self> {
+        if path.exists() {
+            std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+        }
+        let name = path
+            .to_str()
+            .with_context(|| format!("path {} is not UTF-8", path.display()))?;
+        let c_name = cstring(name)?;
+        let mut fptr = ptr::null_mut();
+        let mut status = 0;
+        // SAFETY: valid out-pointer and NUL-terminated file name.
+        unsafe { sys::ffinit(&mut fptr, c_name.as_ptr(), &mut status) };
+        let w = Self {
+            fptr,
+            path: path.to_path_buf(),
+        };
+        w.check(status, || "creating the file".to_string())?;
+        ensure!(
+            !w.fptr.is_null(),
+            "cfitsio returned no handle for {}",
+            path.display()
+        );
+        Ok(w)
+    }
+
+    fn check(&self, status: c_int, what: impl FnOnce() -> String) -> Result<()> {
+        if status == 0 {
+            return Ok(());
+        }
+        bail!(
+            "cfitsio error {status} ({}) {} in {}",
+            status_text(status),
+            what(),
+            self.path.display()
+        )
+    }
+
+    /// Writes header cards into the current HDU.
+    pub fn cards(&mut self, cards: &[Card]) -> Result<()> {
+        for card in cards {
+            let name = cstring(&card.name)?;
+            let comment = cstring(card.comment)?;
+            let mut status = 0;
+            // SAFETY: fptr is open; all strings are NUL-terminated and outlive the call.
+            unsafe {
+                match &card.value {
+                    Value::Int(v) => {
+                        sys::ffpkyj(self.fptr, name.as_ptr(), *v, comment.as_ptr(), &mut status);
+                    }
+                    Value::Real(v) => {
+                        // Negative decimals: %G format with that many significant digits; the
+                        // fewest that read back as the same f64 (3.5528 stays "3.5528").
+                        let digits = round_trip_digits(*v);
+                        sys::ffpkyd(
+                            self.fptr,
+                            name.as_ptr(),
+                            *v,
+                            -digits,
+                            comment.as_ptr(),
+                            &mut status,
+                        );
+                    }
+                    Value::Str(v) => {
+                        let value = cstring(v)?;
+                        sys::ffpkys(
+                            self.fptr,
+                            name.as_ptr(),
+                            value.as_ptr(),
+                            comment.as_ptr(),
+                            &mut status,
+                        );
+                    }
+                }
+            }
+            self.check(status, || format!("writing header key {}", card.name))?;
+        }
+        Ok(())
+    }
+
+    /// Appends an image HDU of `height` rows of `width` pixels (NAXIS1 = width, NAXIS2 = height),
+    /// writes `cards` (EXTNAME first when given) and then the whole image in one call.
+    /// The first HDU of a file becomes the primary HDU, which gets no EXTNAME.
+    pub fn image<T: Pixel>(
+        &mut self,
+        extname: Option<&str>,
+        width: usize,
+        height: usize,
+        cards: &[Card],
+        data: &[T],
+    ) -> Result<()> {
+        ensure!(
+            data.len() == width * height,
+            "image {extname:?}: {} values for {width} x {height}",
+            data.len()
+        );
+        let mut naxes = [width as std::ffi::c_long, height as std::ffi::c_long];
+        let mut status = 0;
+        // SAFETY: fptr is open and naxes holds 2 axes.
+        unsafe { sys::ffcrim(self.fptr, T::BITPIX, 2, naxes.as_mut_ptr(), &mut status) };
+        self.check(status, || format!("creating image {extname:?}"))?;
+        if let Some(name) = extname {
+            self.cards(&[Card::str("EXTNAME", name, "")])?;
+        }
+        self.cards(cards)?;
+        if !data.is_empty() {
+            // SAFETY: data holds width*height elements of the type named by DATATYPE; cfitsio only
+            // reads from the array despite the mutable pointer type.
+            unsafe {
+                sys::ffppr(
+                    self.fptr,
+                    T::DATATYPE,
+                    1,
+                    data.len() as sys::LONGLONG,
+                    data.as_ptr() as *mut c_void,
+                    &mut status,
+                )
+            };
+            self.check(status, || format!("writing image {extname:?}"))?;
+        }
+        Ok(())
+    }
+
+    /// Appends (or, in an empty file, creates) a primary-style HDU without data, with these cards.
+    pub fn empty_primary(&mut self, cards: &[Card]) -> Result<()> {
+        let mut status = 0;
+        // SAFETY: fptr is open; NAXIS = 0 needs no axis array.
+        unsafe {
+            sys::ffcrim(
+                self.fptr,
+                sys::BYTE_IMG as c_int,
+                0,
+                ptr::null_mut(),
+                &mut status,
+            )
+        };
+        self.check(status, || "creating the primary HDU".to_string())?;
+        self.cards(cards)
+    }
+
+    /// Appends a binary table with these columns: structure and `cards` first, then every column
+    /// with one cfitsio call.
+    pub fn table(&mut self, extname: &str, columns: &[Column], cards: &[Card]) -> Result<()> {
+        ensure!(!columns.is_empty(), "table {extname} has no columns");
+        let nrows = columns[0].rows()?;
+        for c in columns {
+            let n = c.rows()?;
+            ensure!(
+                n == nrows,
+                "table {extname}: column {} has {n} rows, not {nrows}",
+                c.name
+            );
+        }
+        let ttype: Vec<CString> = columns
+            .iter()
+            .map(|c| cstring(&c.name))
+            .collect::<Result<_>>()?;
+        let tform: Vec<CString> = columns
+            .iter()
+            .map(|c| cstring(&c.tform))
+            .collect::<Result<_>>()?;
+        let tunit: Vec<CString> = columns
+            .iter()
+            .map(|c| cstring(c.unit.unwrap_or("")))
+            .collect::<Result<_>>()?;
+        let mut p_type: Vec<*mut c_char> =
+            ttype.iter().map(|s| s.as_ptr() as *mut c_char).collect();
+        let mut p_form: Vec<*mut c_char> =
+            tform.iter().map(|s| s.as_ptr() as *mut c_char).collect();
+        let mut p_unit: Vec<*mut c_char> =
+            tunit.iter().map(|s| s.as_ptr() as *mut c_char).collect();
+        let c_ext = cstring(extname)?;
+        let mut status = 0;
+        // SAFETY: the pointer arrays hold `columns.len()` NUL-terminated strings that outlive the
+        // call; cfitsio only reads them.
+        unsafe {
+            sys::ffcrtb(
+                self.fptr,
+                sys::BINARY_TBL as c_int,
+                nrows as sys::LONGLONG,
+                columns.len() as c_int,
+                p_type.as_mut_ptr(),
+                p_form.as_mut_ptr(),
+                p_unit.as_mut_ptr(),
+                c_ext.as_ptr(),
+                &mut status,
+            )
+        };
+        self.check(status, || format!("creating table {extname}"))?;
+        self.cards(cards)?;
+        if nrows == 0 {
+            return Ok(());
+        }
+        for (i, c) in columns.iter().enumerate() {
+            let colnum = (i + 1) as c_int;
+            let n = c.data.len() as sys::LONGLONG;
+            let mut status = 0;
+            // SAFETY: each array holds exactly nrows*repeat elements of the datatype passed
+            // (checked above); cfitsio only reads them.
+            unsafe {
+                match &c.data {
+                    ColData::U8(v) => {
+                        sys::ffpcl(
+                            self.fptr,
+                            sys::TBYTE as c_int,
+                            colnum,
+                            1,
+                            1,
+                            n,
+                            v.as_ptr() as *mut c_void,
+                            &mut status,
+                        );
+                    }
+                    ColData::I32(v) => {
+                        sys::ffpcl(
+                            self.fptr,
+                            sys::TINT as c_int,
+                            colnum,
+                            1,
+                            1,
+                            n,
+                            v.as_ptr() as *mut c_void,
+                            &mut status,
+                        );
+                    }
+                    ColData::I64(v) => {
+                        sys::ffpcl(
+                            self.fptr,
+                            sys::TLONGLONG as c_int,
+                            colnum,
+                            1,
+                            1,
+                            n,
+                            v.as_ptr() as *mut c_void,
+                            &mut status,
+                        );
+                    }
+                    ColData::F32(v) => {
+                        sys::ffpcl(
+                            self.fptr,
+                            sys::TFLOAT as c_int,
+                            colnum,
+                            1,
+                            1,
+                            n,
+                            v.as_ptr() as *mut c_void,
+                            &mut status,
+                        );
+                    }
+                    ColData::F64(v) => {
+                        sys::ffpcl(
+                            self.fptr,
+                            sys::TDOUBLE as c_int,
+                            colnum,
+                            1,
+                            1,
+                            n,
+                            v.as_ptr() as *mut c_void,
+                            &mut status,
+                        );
+                    }
+                    ColData::Str(v) => {
+                        let width = c.repeat();
+                        let owned: Vec<CString> = v
+                            .iter()
+                            .map(|s| cstring(truncate(s, width)))
+                            .collect::<Result<_>>()?;
+                        let mut ptrs: Vec<*mut c_char> =
+                            owned.iter().map(|s| s.as_ptr() as *mut c_char).collect();
+                        sys::ffpcls(self.fptr, colnum, 1, 1, n, ptrs.as_mut_ptr(), &mut status);
+                    }
+                }
+            }
+            self.check(status, || {
+                format!("writing column {} of table {extname}", c.name)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Closes the file, flushing cfitsio's buffers, and reports any error.
+    pub fn close(mut self) -> Result<()> {
+        let mut status = 0;
+        // SAFETY: fptr is open; it is nulled so Drop does not close it again.
+        unsafe { sys::ffclos(self.fptr, &mut status) };
+        self.fptr = ptr::null_mut();
+        self.check(status, || "closing the file".to_string())
+    }
+}
+
+impl Drop for FitsWriter {
+    fn drop(&mut self) {
+        if !self.fptr.is_null() {
+            let mut status = 0;
+            // SAFETY: fptr is open and never used again.
+            unsafe { sys::ffclos(self.fptr, &mut status) };
+            self.fptr = ptr::null_mut();
+        }
+    }
+}
+
+/// The fewest significant digits (1..=17) whose decimal rendering parses back to exactly `v`.
+fn round_trip_digits(v: f64) -> c_int {
+    (1..=17)
+        .find(|&p| format!("{:.*e}", (p - 1) as usize, v).parse::<f64>().ok() == Some(v))
+        .unwrap_or(17)
+}
+
+/// The longest prefix of `s` of at most `width` bytes that ends on a character boundary.
+fn truncate(s: &str, width: usize) -> &str {
+    if s.len() <= width {
+        return s;
+    }
+    let mut end = width;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Writes a FITS file at `final_path` through `fill`: first under a temporary name in the same
+/// folder, renamed over `final_path` after a clean close. Returns the size of the file in bytes.
+pub fn write_atomically(
+    final_path: &Path,
+    fill: impl FnOnce(&mut FitsWriter) -> Result<()>,
+) -> Result<u64> {
+    let dir = final_path.parent().unwrap_or(Path::new("."));
+    let final_name = final_path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("bad output file name {}", final_path.display()))?;
+    let tmp = dir.join(temp_file_name(final_name, std::process::id()));
+    let result = {
+        let _guard = io_guard();
+        FitsWriter::create(&tmp).and_then(|mut w| {
+            fill(&mut w)?;
+            w.close()
+        })
+    };
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.context(format!("writing {}", final_path.display())));
+    }
+    if let Err(e) = std::fs::rename(&tmp, final_path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), final_path.display()));
+    }
+    let size = std::fs::metadata(final_path)
+        .with_context(|| format!("reading the size of {}", final_path.display()))?
+        .len();
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digits_round_trip() {
+        assert_eq!(round_trip_digits(3.5528), 5);
+        assert_eq!(round_trip_digits(1e-4), 1);
+        assert_eq!(round_trip_digits(46.24088393722677), 16);
+        assert_eq!(round_trip_digits(0.1 + 0.2), 17);
+        assert_eq!(truncate("GALAXYX", 6), "GALAXY");
+    }
+}

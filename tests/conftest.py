@@ -1,0 +1,147 @@
+"""Shared fixtures for the end-to-end tests of the release binaries (boss-ingest, boss-synth, boss-query).
+
+The values written by the binaries are checked with real clients (h5py, astropy) through
+`tests/clients/compare_store.py`.
+
+- `repo_root`, `release_dir`, `ingest_bin` / `synth_bin` / `query_bin`: the binaries in target/release
+  (a test that needs a missing binary fails, telling to run `cargo build --release`);
+- `real_sdss`: ../shared/real-sdss beside the project (tests using it are skipped when it is absent);
+- `synth_small`: a small generated set (2 plates x 40 fibers x 600 pixels, spPlate + siblings + spec files);
+- `run(cmd, ...)`: runs a command, prints command/stdout/stderr (shown by pytest when a test fails);
+- `mpi_env()`: the environment mpirun needs in containers (root, oversubscription).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CLIENTS = REPO_ROOT / "tests" / "clients"
+if str(CLIENTS) not in sys.path:
+    sys.path.insert(0, str(CLIENTS))
+
+import compare_store  # noqa: E402  (needs the sys.path entry above)
+
+RELEASE_DIR = REPO_ROOT / "target" / "release"
+REAL_SDSS = REPO_ROOT.parent / "shared" / "real-sdss"
+
+MPI_ENV = {
+    "OMPI_ALLOW_RUN_AS_ROOT": "1",
+    "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+    "OMPI_MCA_rmaps_base_oversubscribe": "1",
+}
+
+# The small synthetic set every generated-data test shares.
+SYNTH_SMALL_ARGS = ["--plates", "2", "--fibers", "40", "--npix", "600", "--spec-files", "--seed", "1"]
+
+
+def mpi_env(extra: dict | None = None) -> dict:
+    """os.environ plus the Open MPI settings for running as root with more ranks than cores."""
+    env = dict(os.environ)
+    env.update(MPI_ENV)
+    env.update(extra or {})
+    return env
+
+
+def run(cmd, *, check: bool = False, timeout: float = 300, env: dict | None = None, **kwargs):
+    """Runs `cmd` (list of str/Path), returns the CompletedProcess with text stdout/stderr.
+
+    The command, exit status and both streams are printed (pytest shows them for failing tests);
+    with `check=True` a non-zero exit status fails the test with that output."""
+    cmd = [str(c) for c in cmd]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env=env if env is not None else mpi_env(), **kwargs)
+    print(f"$ {shlex.join(cmd)}\n[exit {proc.returncode}]")
+    if proc.stdout:
+        print(f"--- stdout ---\n{proc.stdout.rstrip()}")
+    if proc.stderr:
+        print(f"--- stderr ---\n{proc.stderr.rstrip()}")
+    if check and proc.returncode != 0:
+        pytest.fail(f"{shlex.join(cmd)} exited {proc.returncode}\n"
+                    f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}", pytrace=False)
+    return proc
+
+
+def sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def assert_store_equals(store, inputs, max_lines: int = 40):
+    """compare_store.compare finds no difference between `store` and the FITS `inputs`."""
+    diffs = compare_store.compare(store, [str(i) for i in inputs])
+    if diffs:
+        shown = "\n".join(diffs[:max_lines])
+        more = f"\n... and {len(diffs) - max_lines} more" if len(diffs) > max_lines else ""
+        pytest.fail(f"store {store} differs from its inputs ({len(diffs)} differences):\n{shown}{more}",
+                    pytrace=False)
+
+
+def _binary(name: str) -> Path:
+    path = RELEASE_DIR / name
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        pytest.fail(f"{path} is missing: build it first with `cargo build --release` "
+                    f"(in {REPO_ROOT})", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def release_dir() -> Path:
+    return RELEASE_DIR
+
+
+@pytest.fixture(scope="session")
+def ingest_bin() -> Path:
+    return _binary("boss-ingest")
+
+
+@pytest.fixture(scope="session")
+def synth_bin() -> Path:
+    return _binary("boss-synth")
+
+
+@pytest.fixture(scope="session")
+def query_bin() -> Path:
+    return _binary("boss-query")
+
+
+@pytest.fixture(scope="session")
+def real_sdss() -> Path:
+    if not REAL_SDSS.is_dir():
+        pytest.skip(f"real SDSS files not found at {REAL_SDSS}")
+    return REAL_SDSS
+
+
+def generate(synth_bin: Path, out: Path, args) -> Path:
+    """Runs boss-synth into `out` and checks that it wrote spPlate files."""
+    run([synth_bin, *args, "--out", out], check=True, timeout=600)
+    if not list(out.rglob("spPlate-*.fits")):
+        pytest.fail(f"boss-synth wrote no spPlate-*.fits under {out}", pytrace=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def synth_small(synth_bin, tmp_path_factory) -> Path:
+    """DIR/<PLATE>/{spPlate,spZbest,spZline,spec}-*.fits for 2 plates x 40 fibers x 600 pixels (seed 1)."""
+    return generate(synth_bin, tmp_path_factory.mktemp("synth-small"), SYNTH_SMALL_ARGS)
+
+
+@pytest.fixture
+def run_cmd():
+    """The `run` helper as a fixture (tests may also import it from conftest)."""
+    return run
