@@ -134,6 +134,10 @@ pub fn run_query(job: &Job, opts: &QueryOptions) -> std::result::Result<QueryRep
     drop(scanned);
     job.barrier();
     if job.is_root() {
+        // Durable before it appears under its final name.
+        if let Err(e) = std::fs::File::open(&tmp).and_then(|f| f.sync_all()) {
+            abort(job, &tmp, QueryError::output(&tmp, format!("fsync: {e}")));
+        }
         if let Err(e) = std::fs::rename(&tmp, &opts.output) {
             abort(
                 job,

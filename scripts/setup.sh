@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what the project needs on Debian 12 (system packages, a Python venv with the test
+# clients) and builds the release binaries. Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(libhdf5-openmpi-dev libopenmpi-dev openmpi-bin libcfitsio-dev libclang-dev clang pkg-config hdf5-tools)
+PY_PACKAGES=(h5py astropy numpy pandas pyarrow matplotlib pytest)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import h5py, astropy, pandas, pyarrow, matplotlib, pytest" 2>/dev/null; then
+  echo "setup: creating the Python venv .venv (${PY_PACKAGES[*]})"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q "${PY_PACKAGES[@]}"
+fi
+
+echo "setup: building (cargo build --release)"
+cargo build --release --workspace --quiet
