@@ -7,6 +7,9 @@ The values written by the binaries are checked with real clients (h5py, astropy)
   (a test that needs a missing binary fails, telling to run `cargo build --release`);
 - `real_sdss`: ../shared/real-sdss beside the project (tests using it are skipped when it is absent);
 - `synth_small`: a small generated set (2 plates x 40 fibers x 600 pixels, spPlate + siblings + spec files);
+- `synth_query` / `synth_query_store`: a generated set (3 plates x 60 fibers x 800 pixels, seed 2) and its
+  store, ingested once per session (for the boss-query tests; copy the store before damaging it);
+- `real_store`: a store ingested once per session from all of ../shared/real-sdss;
 - `run(cmd, ...)`: runs a command, prints command/stdout/stderr (shown by pytest when a test fails);
 - `mpi_env()`: the environment mpirun needs in containers (root, oversubscription).
 """
@@ -145,3 +148,48 @@ def synth_small(synth_bin, tmp_path_factory) -> Path:
 def run_cmd():
     """The `run` helper as a fixture (tests may also import it from conftest)."""
     return run
+
+
+# ------------------------------------------------------------------------------------------------
+# Stores for the boss-query tests (each ingested once per session)
+# ------------------------------------------------------------------------------------------------
+
+# Generated set for the query tests: 3 plates x 60 fibers x 800 pixels, spPlate + siblings + spec files
+# (spec files of fibers divisible by 10 carry per-exposure HDUs).
+SYNTH_QUERY_ARGS = ["--plates", "3", "--fibers", "60", "--npix", "800", "--spec-files", "--seed", "2"]
+
+
+@pytest.fixture(scope="session")
+def synth_query(synth_bin, tmp_path_factory) -> Path:
+    """DIR/<PLATE>/{spPlate,spZbest,spZline,spec}-*.fits for 3 plates x 60 fibers x 800 pixels (seed 2)."""
+    return generate(synth_bin, tmp_path_factory.mktemp("synth-query"), SYNTH_QUERY_ARGS)
+
+
+@pytest.fixture(scope="session")
+def synth_query_store(ingest_bin, synth_query, tmp_path_factory) -> Path:
+    """A store ingested (one process) from `synth_query`: 3 plate-MJD files of 60 fibers each.
+
+    Tests must not modify it: copy it first (shutil.copytree) to damage a file."""
+    store = tmp_path_factory.mktemp("synth-query-store") / "store"
+    run([ingest_bin, "--json", "--quiet", synth_query, store], check=True, timeout=300)
+    if len(list(store.glob("*.h5"))) != 3:
+        pytest.fail(f"expected 3 store files in {store}, got {sorted(p.name for p in store.iterdir())}",
+                    pytrace=False)
+    return store
+
+
+@pytest.fixture(scope="session")
+def real_store(ingest_bin, real_sdss, tmp_path_factory) -> Path:
+    """A store ingested from all of ../shared/real-sdss (5 plate-MJD files, 81 fibers).
+
+    The HDU0-only spPlate slice makes that ingest exit 1 (expected); anything else fails the fixture."""
+    store = tmp_path_factory.mktemp("real-store") / "store"
+    proc = run([ingest_bin, "--json", "--quiet", real_sdss, store], timeout=300)
+    if proc.returncode != 1 or "spPlate-4055-55359-0020.fits" not in proc.stderr:
+        pytest.fail(f"ingest of {real_sdss} exited {proc.returncode} (expected 1, for the spPlate slice "
+                    f"only):\n{proc.stderr}", pytrace=False)
+    names = sorted(p.name for p in store.glob("*.h5"))
+    expected = ["10656-58163.h5", "3586-55181.h5", "3655-55240.h5", "3657-55244.h5", "9367-57758.h5"]
+    if names != expected:
+        pytest.fail(f"real store holds {names}, expected {expected}", pytrace=False)
+    return store

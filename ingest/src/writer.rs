@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use catalog::layout::{self, PlateTable};
 use catalog::PlateMjd;
 use hdf5::Group;
-use store::attrs::{read_str_attr, write_attr, write_attrs};
+use store::attrs::{create_attr, create_attrs, read_str_attr, write_attr, write_attrs};
 use store::records::{coadd_units, DEFAULT_FLUX_UNIT};
 use store::{AttrValue, CoaddRecord, Table};
 
@@ -325,18 +325,15 @@ fn only_new(pm: PlateMjd, batch: &mut Batch, state: &StoreState) -> bool {
         || batch.header.is_some()
 }
 
+/// Opens or creates a group and its parents (checking links, which is cheap, rather than failing opens).
 fn ensure_group(file: &hdf5::File, path: &str) -> hdf5::Result<Group> {
-    match file.group(path) {
-        Ok(g) => Ok(g),
-        Err(_) => {
-            let mut g: Group = file.as_group()?;
-            for part in path.split('/').filter(|p| !p.is_empty()) {
-                g = match g.group(part) {
-                    Ok(sub) => sub,
-                    Err(_) => g.create_group(part)?,
-                };
-            }
-            Ok(g)
-        }
+    let mut g: Group = file.as_group()?;
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        g = if g.link_exists(part) {
+            g.group(part)?
+        } else {
+            g.create_group(part)?
+        };
     }
+    Ok(g)
 }

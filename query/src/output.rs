@@ -6,7 +6,7 @@ use std::path::Path;
 use catalog::layout;
 use hdf5::{Dataset, File, Group};
 use mpi::traits::AsRaw;
-use store::attrs::write_attrs;
+use store::attrs::create_attrs;
 use store::{AttrValue, CoaddRecord, ExposureRecord, Table};
 
 use crate::error::{QueryError, Result};
@@ -55,7 +55,7 @@ pub fn create_output(
         })
         .create(path)
         .map_err(err)?;
-    write_attrs(
+    create_attrs(
         &file,
         &[
             (
@@ -85,7 +85,7 @@ pub fn create_output(
         let group = plate_group
             .create_group(&meta.pm.mjd.to_string())
             .map_err(err)?;
-        write_attrs(&group, &meta.attrs).map_err(err)?;
+        create_attrs(&group, &meta.attrs).map_err(err)?;
         let mut datasets = Vec::with_capacity(meta.tables.len());
         for t in &meta.tables {
             let ds = Table::create_dataset(&group, t.table.name(), &t.columns, t.rows as usize)
@@ -123,7 +123,7 @@ pub fn create_output(
                     .shape(r.len as usize)
                     .create(layout::COADD)
                     .map_err(err)?;
-                write_attrs(&ds, &meta.coadd_attrs).map_err(err)?;
+                create_attrs(&ds, &meta.coadd_attrs).map_err(err)?;
                 ds
             }
             kind => {
@@ -131,9 +131,10 @@ pub fn create_output(
                 let egroup = match &exposure_group {
                     Some((k, g)) if *k == ekey => g.clone(),
                     _ => {
-                        let exposures = match fgroup.group(layout::EXPOSURES) {
-                            Ok(g) => g,
-                            Err(_) => fgroup.create_group(layout::EXPOSURES).map_err(err)?,
+                        let exposures = if fgroup.link_exists(layout::EXPOSURES) {
+                            fgroup.group(layout::EXPOSURES).map_err(err)?
+                        } else {
+                            fgroup.create_group(layout::EXPOSURES).map_err(err)?
                         };
                         let g = exposures.create_group(&r.expid.to_string()).map_err(err)?;
                         exposure_group = Some((ekey, g.clone()));
@@ -146,7 +147,7 @@ pub fn create_output(
                     .shape(r.len as usize)
                     .create(arm.name())
                     .map_err(err)?;
-                write_attrs(&ds, &exposure_attrs(r)).map_err(err)?;
+                create_attrs(&ds, &exposure_attrs(r)).map_err(err)?;
                 ds
             }
         };

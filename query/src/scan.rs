@@ -62,27 +62,43 @@ pub fn scan_file(sf: &StoreFile, source: u32, fibers: &[i32]) -> Result<Scanned>
         )));
     }
     let mut records = Vec::new();
-    let Ok(group) = file.group(&layout::plate_mjd_group(sf.pm)) else {
+    let group_path = layout::plate_mjd_group(sf.pm);
+    if !file.link_exists(&group_path) {
         return Ok(Scanned {
             file,
             records,
             meta: None,
             tables: Vec::new(),
         });
-    };
+    }
+    let group = file
+        .group(&group_path)
+        .map_err(|e| err(format!("{group_path}: {e}")))?;
     let mut found = HashSet::new();
     let mut coadd_attrs = None;
     for &fiber in fibers {
         let id = FiberId::new(sf.pm.plate, sf.pm.mjd, fiber);
-        let Ok(coadd) = file.dataset(&layout::coadd_path(sf.pm, fiber)) else {
+        // Absent is "not in the store"; present but unreadable is an error of the store file.
+        let name = fiber.to_string();
+        if !group.link_exists(&name) {
             continue;
-        };
+        }
+        let fiber_err = |e: hdf5::Error| err(format!("{}: {e}", layout::fiber_group(sf.pm, fiber)));
+        let fiber_group = group.group(&name).map_err(fiber_err)?;
+        // Listing (not probing) the members: a damaged group is an error, not an absent fiber.
+        let members = fiber_group.member_names().map_err(fiber_err)?;
+        if !members.iter().any(|m| m == layout::COADD) {
+            continue;
+        }
+        let coadd = fiber_group.dataset(layout::COADD).map_err(fiber_err)?;
         found.insert(fiber);
         records.push(DatasetRecord::coadd(id, coadd.size() as u64, source));
         if coadd_attrs.is_none() {
-            coadd_attrs = Some(read_attrs(&coadd).map_err(|e| err(e.to_string()))?);
+            coadd_attrs = Some(read_attrs(&coadd).map_err(fiber_err)?);
         }
-        scan_exposures(&file, id, source, &mut records).map_err(|e| err(e.to_string()))?;
+        if members.iter().any(|m| m == layout::EXPOSURES) {
+            scan_exposures(&fiber_group, id, source, &mut records).map_err(fiber_err)?;
+        }
     }
     if found.is_empty() {
         return Ok(Scanned {
@@ -92,13 +108,20 @@ pub fn scan_file(sf: &StoreFile, source: u32, fibers: &[i32]) -> Result<Scanned>
             tables: Vec::new(),
         });
     }
+    let members = group
+        .member_names()
+        .map_err(|e| err(format!("{group_path}: {e}")))?;
     let mut tables = Vec::new();
     let mut metas = Vec::new();
     for t in PlateTable::ALL {
-        let Ok(ds) = group.dataset(t.name()) else {
+        if !members.iter().any(|m| m == t.name()) {
             continue;
-        };
-        let table = Table::read(&ds).map_err(|e| err(e.to_string()))?;
+        }
+        let table_err = |e: String| err(format!("{group_path}/{}: {e}", t.name()));
+        let ds = group
+            .dataset(t.name())
+            .map_err(|e| table_err(e.to_string()))?;
+        let table = Table::read(&ds).map_err(|e| table_err(e.to_string()))?;
         let subset = match table.fiber_ids() {
             Some(ids) => table.filter_rows(|r| found.contains(&ids[r])),
             None => table,
@@ -126,15 +149,12 @@ pub fn scan_file(sf: &StoreFile, source: u32, fibers: &[i32]) -> Result<Scanned>
 }
 
 fn scan_exposures(
-    file: &hdf5::File,
+    fiber_group: &hdf5::Group,
     id: FiberId,
     source: u32,
     out: &mut Vec<DatasetRecord>,
 ) -> hdf5::Result<()> {
-    let pm = id.plate_mjd();
-    let Ok(exposures) = file.group(&layout::exposures_group(pm, id.fiber)) else {
-        return Ok(());
-    };
+    let exposures = fiber_group.group(layout::EXPOSURES)?;
     let mut expids: Vec<u32> = exposures
         .member_names()?
         .iter()
@@ -142,17 +162,14 @@ fn scan_exposures(
         .collect();
     expids.sort_unstable();
     for expid in expids {
+        let exposure = exposures.group(&expid.to_string())?;
+        let arms = exposure.member_names()?;
         for arm in [Arm::Blue, Arm::Red] {
-            let Ok(ds) = file.dataset(&layout::exposure_path(pm, id.fiber, expid, arm)) else {
+            if !arms.iter().any(|a| a == arm.name()) {
                 continue;
-            };
-            let spectrograph = match ds
-                .attr(layout::SPECTROGRAPH_ATTR)
-                .and_then(|a| a.read_scalar::<i64>())
-            {
-                Ok(v) => v as u8,
-                Err(_) => 0,
-            };
+            }
+            let ds = exposure.dataset(arm.name())?;
+            let spectrograph = ds.attr(layout::SPECTROGRAPH_ATTR)?.read_scalar::<i64>()? as u8;
             let extname = read_str_attr(&ds, layout::EXTNAME_ATTR).unwrap_or_default();
             out.push(DatasetRecord::exposure(
                 id,

@@ -14,9 +14,15 @@ pub enum AttrValue {
 
 /// Writes (or replaces) one scalar attribute.
 pub fn write_attr(loc: &Location, name: &str, value: &AttrValue) -> hdf5::Result<()> {
-    if loc.attr(name).is_ok() {
+    if loc.attr_names()?.iter().any(|n| n == name) {
         loc.delete_attr(name)?;
     }
+    create_attr(loc, name, value)
+}
+
+/// Creates one scalar attribute on an object that does not have it yet (no existence check: the
+/// cheap path for freshly created objects).
+pub fn create_attr(loc: &Location, name: &str, value: &AttrValue) -> hdf5::Result<()> {
     match value {
         AttrValue::Int(v) => loc.new_attr::<i64>().create(name)?.write_scalar(v),
         AttrValue::Float(v) => loc.new_attr::<f64>().create(name)?.write_scalar(v),
@@ -30,9 +36,14 @@ pub fn write_attr(loc: &Location, name: &str, value: &AttrValue) -> hdf5::Result
     }
 }
 
-/// Writes every attribute of a list, in order.
+/// Writes (or replaces) every attribute of a list, in order.
 pub fn write_attrs(loc: &Location, attrs: &[(String, AttrValue)]) -> hdf5::Result<()> {
     attrs.iter().try_for_each(|(k, v)| write_attr(loc, k, v))
+}
+
+/// Creates every attribute of a list on an object that has none of them yet.
+pub fn create_attrs(loc: &Location, attrs: &[(String, AttrValue)]) -> hdf5::Result<()> {
+    attrs.iter().try_for_each(|(k, v)| create_attr(loc, k, v))
 }
 
 /// Reads every scalar attribute of an object, sorted by name; attributes of other kinds are skipped.

@@ -42,7 +42,11 @@ fn local_records(job: &Job, total: usize) -> Vec<DatasetRecord> {
     let start = job.rank() * per_rank;
     (start..(start + per_rank).min(total))
         .map(|i| {
-            let id = FiberId::new(3000 + (i / 1000) as i32, 55000 + (i / 1000) as i32, (i % 1000) as i32 + 1);
+            let id = FiberId::new(
+                3000 + (i / 1000) as i32,
+                55000 + (i / 1000) as i32,
+                (i % 1000) as i32 + 1,
+            );
             DatasetRecord::coadd(id, 4600 + (i % 50) as u64, (i / 1000) as u32)
         })
         .collect()
@@ -63,9 +67,19 @@ fn serialised(job: &Job, local: &[DatasetRecord]) -> (f64, usize, usize) {
     let map: HashMap<String, MapValue> = local
         .iter()
         .map(|r| {
-            let pm = PlateMjd { plate: r.plate, mjd: r.mjd };
+            let pm = PlateMjd {
+                plate: r.plate,
+                mjd: r.mjd,
+            };
             let path = layout::coadd_path(pm, r.fiber);
-            (path, ("CoaddRecord".to_string(), vec![r.len], layout::store_file_name(pm)))
+            (
+                path,
+                (
+                    "CoaddRecord".to_string(),
+                    vec![r.len],
+                    layout::store_file_name(pm),
+                ),
+            )
         })
         .collect();
     let bytes = serde_json::to_vec(&map).expect("serialises");
@@ -74,7 +88,8 @@ fn serialised(job: &Job, local: &[DatasetRecord]) -> (f64, usize, usize) {
     let mut merged: HashMap<String, MapValue> = HashMap::with_capacity(local.len() * job.size());
     let mut offset = 0usize;
     for c in counts {
-        let part: HashMap<String, MapValue> = serde_json::from_slice(&all[offset..offset + c as usize]).expect("decodes");
+        let part: HashMap<String, MapValue> =
+            serde_json::from_slice(&all[offset..offset + c as usize]).expect("decodes");
         merged.extend(part);
         offset += c as usize;
     }
@@ -91,7 +106,11 @@ fn median(v: &[f64]) -> f64 {
 fn max_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_string)
+        })
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
 }
@@ -123,6 +142,9 @@ fn main() {
             serialised_bytes_per_record: serial_bytes as f64 / args.records as f64,
             max_rss_kib: rss,
         };
-        println!("{}", serde_json::to_string_pretty(&report).expect("serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("serialises")
+        );
     }
 }
