@@ -220,7 +220,7 @@ impl StoreWriter {
             hdf5::File::open_rw(path)?
         } else {
             let f = hdf5::File::with_options()
-                .with_fapl(|p| p.libver_v110())
+                .with_fapl(|p| store::tuning::tune_file_access(p).libver_v110())
                 .create(path)?;
             write_attr(
                 &f,
@@ -253,22 +253,24 @@ impl StoreWriter {
             let g = ensure_group(&file, &layout::fiber_group(pm, *fiber))?;
             let ds = g
                 .new_dataset_builder()
+                .fill_time(store::tuning::FILL_TIME)
                 .with_data(records.as_slice())
                 .create(layout::COADD)?;
-            write_attrs(&ds, &units)?;
+            create_attrs(&ds, &units)?;
         }
         for (fiber, e) in &batch.exposures {
             let g = ensure_group(&file, &layout::exposure_group(pm, *fiber, e.expid))?;
             let ds = g
                 .new_dataset_builder()
+                .fill_time(store::tuning::FILL_TIME)
                 .with_data(e.records.as_slice())
                 .create(e.arm.name())?;
-            write_attr(
+            create_attr(
                 &ds,
                 layout::SPECTROGRAPH_ATTR,
                 &AttrValue::Int(e.spectrograph),
             )?;
-            write_attr(
+            create_attr(
                 &ds,
                 layout::EXTNAME_ATTR,
                 &AttrValue::Str(e.extname.clone()),

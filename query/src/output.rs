@@ -48,7 +48,8 @@ pub fn create_output(
     let err = |e: hdf5::Error| QueryError::output(path, e);
     let file = File::with_options()
         .with_fapl(|p| {
-            p.mpio(world.as_raw(), None)
+            store::tuning::tune_file_access(p)
+                .mpio(world.as_raw(), None)
                 .all_coll_metadata_ops(true)
                 .coll_metadata_write(true)
                 .libver_v110()
@@ -120,6 +121,7 @@ pub fn create_output(
             DatasetKind::Coadd => {
                 let ds = fgroup
                     .new_dataset::<CoaddRecord>()
+                    .fill_time(store::tuning::FILL_TIME)
                     .shape(r.len as usize)
                     .create(layout::COADD)
                     .map_err(err)?;
@@ -144,6 +146,7 @@ pub fn create_output(
                 let arm = kind.arm().expect("exposure kinds have an arm");
                 let ds = egroup
                     .new_dataset::<ExposureRecord>()
+                    .fill_time(store::tuning::FILL_TIME)
                     .shape(r.len as usize)
                     .create(arm.name())
                     .map_err(err)?;

@@ -5,6 +5,7 @@ pub mod attrs;
 pub mod raw;
 pub mod records;
 pub mod table;
+pub mod tuning;
 
 pub use attrs::AttrValue;
 pub use records::{CoaddRecord, ExposureRecord};

@@ -420,6 +420,7 @@ impl Table {
         let ds = group
             .new_dataset_builder()
             .packed(true)
+            .fill_time(crate::tuning::FILL_TIME)
             .empty_as(&descriptor)
             .shape(rows)
             .create(name)?;
