@@ -2,7 +2,9 @@
 //! file name), fiber lists, and (later) the catalog index with its selections.
 
 pub mod fiberlist;
+pub mod index;
 pub mod key;
 pub mod layout;
+pub mod select;
 
 pub use key::{FiberId, PlateMjd};

@@ -1,6 +1,7 @@
 //! FITS → HDF5: reading spPlate, spec, spZbest, spZline and spAll files and writing them into the
 //! store, one HDF5 file per plate-MJD. The binary `boss-ingest` drives it (in parallel, under MPI).
 
+pub mod catalog_sync;
 pub mod decode;
 pub mod fits;
 pub mod names;

@@ -3,7 +3,9 @@
 
 pub mod engine;
 pub mod error;
+pub mod export;
 pub mod output;
 pub mod records;
 pub mod scan;
+pub mod selection;
 pub mod transfer;

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ingest::catalog_sync::sync_catalog;
 use ingest::decode::InputError;
 use ingest::plan::{discover, plan};
 use ingest::run::{ingest_units, Counters, RunOptions};
@@ -21,9 +22,13 @@ use serde::Serialize;
 #[derive(Parser, Debug)]
 #[command(version, max_term_width = 100)]
 struct Args {
-    /// FITS files or directories (searched recursively for *.fits, *.fits.gz), then the STORE directory.
-    #[arg(required = true, num_args = 2.., value_name = "INPUT... STORE")]
+    /// FITS files or directories (searched recursively for *.fits, *.fits.gz), then the STORE
+    /// directory (only the STORE with --rebuild-catalog).
+    #[arg(required = true, num_args = 1.., value_name = "INPUT... STORE")]
     paths: Vec<PathBuf>,
+    /// Rebuild STORE/catalog.parquet from the HDF5 files (no inputs needed).
+    #[arg(long)]
+    rebuild_catalog: bool,
     /// Threads decoding FITS files on each rank (default: all cores, divided among the ranks).
     #[arg(short, long, value_name = "N")]
     jobs: Option<usize>,
@@ -52,6 +57,8 @@ struct Summary {
     bytes_written: u64,
     seconds: f64,
     ranks: usize,
+    catalog_rows_written: usize,
+    catalog_files_refreshed: usize,
     failures: Vec<ingest::run::Failure>,
 }
 
@@ -66,6 +73,12 @@ fn run(args: &Args, job: &Job) -> u8 {
     let start = Instant::now();
     let (inputs, store_dir) = args.paths.split_at(args.paths.len() - 1);
     let store_dir = &store_dir[0];
+    if inputs.is_empty() && !args.rebuild_catalog {
+        if job.is_root() {
+            eprintln!("boss-ingest: error: give at least one INPUT before the STORE (or --rebuild-catalog STORE)");
+        }
+        return 2;
+    }
     if let Err(e) = prepare_store(store_dir, job) {
         if job.is_root() {
             eprintln!("boss-ingest: error: {}: {e}", store_dir.display());
@@ -120,12 +133,28 @@ fn run(args: &Args, job: &Job) -> u8 {
         job.abort(1);
     }
 
+    let catalog = sync_catalog(job, store_dir, args.rebuild_catalog);
+    if job.is_root() {
+        catalog
+            .errors
+            .iter()
+            .for_each(|e| eprintln!("boss-ingest: error: {e}"));
+    }
     let gathered = job.gather_to_root(&counters);
     let Some(all) = gathered else { return 0 };
     let mut total = Counters::default();
     all.into_iter().for_each(|c| total.merge(c));
     let mut failures: Vec<ingest::run::Failure> = early_failures.iter().map(Into::into).collect();
     failures.extend(total.failures);
+    failures.extend(catalog.errors.iter().map(|e| {
+        ingest::run::Failure {
+            file: store_dir
+                .join(catalog::layout::CATALOG_FILE)
+                .display()
+                .to_string(),
+            error: e.clone(),
+        }
+    }));
     let summary = Summary {
         files_found: plan.files_found,
         files_read: total.files_read,
@@ -138,6 +167,8 @@ fn run(args: &Args, job: &Job) -> u8 {
         bytes_written: total.bytes_written,
         seconds: start.elapsed().as_secs_f64(),
         ranks: job.size(),
+        catalog_rows_written: catalog.rows,
+        catalog_files_refreshed: catalog.files_refreshed,
         failures,
     };
     if args.json {

@@ -1,0 +1,341 @@
+//! Columnar export for pandas: one row per selected fiber, sorted by key — the catalog columns, then
+//! one list column per coadd field (`df.flux[i]` is a spectrum, `df.wave[i]` its wavelengths). Each
+//! rank builds the batches of its own plate-MJDs; rank 0 writes them in key order into one Arrow IPC
+//! file and/or one Parquet file, one plate-MJD at a time (never the whole result in memory).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float32Array, Int32Array, ListArray, RecordBatch};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::{FileWriter, StreamWriter};
+use catalog::index::Catalog;
+use catalog::{layout, PlateMjd};
+use mpi::point_to_point::{Destination, Source};
+use mpi::traits::Communicator;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use ranks::{partition_by_weight, Job};
+use store::CoaddRecord;
+
+use crate::error::{QueryError, Result};
+
+/// The coadd fields that can be exported, in the order of the columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SpectralColumn {
+    Wave,
+    Flux,
+    Ivar,
+    AndMask,
+    OrMask,
+    Wavedisp,
+    Sky,
+    Model,
+}
+
+impl SpectralColumn {
+    pub const ALL: [SpectralColumn; 8] = [
+        Self::Wave,
+        Self::Flux,
+        Self::Ivar,
+        Self::AndMask,
+        Self::OrMask,
+        Self::Wavedisp,
+        Self::Sky,
+        Self::Model,
+    ];
+
+    /// Column name in the export.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Wave => "wave",
+            Self::Flux => "flux",
+            Self::Ivar => "ivar",
+            Self::AndMask => "and_mask",
+            Self::OrMask => "or_mask",
+            Self::Wavedisp => "wavedisp",
+            Self::Sky => "sky",
+            Self::Model => "model",
+        }
+    }
+
+    fn item_type(self) -> DataType {
+        match self {
+            Self::AndMask | Self::OrMask => DataType::Int32,
+            _ => DataType::Float32,
+        }
+    }
+
+    fn field(self) -> Field {
+        Field::new(
+            self.name(),
+            DataType::List(Arc::new(Field::new_list_field(self.item_type(), false))),
+            false,
+        )
+    }
+
+    /// The values of this field for a run of pixels.
+    fn array(self, records: &[CoaddRecord]) -> ArrayRef {
+        let f32s = |get: fn(&CoaddRecord) -> f32| {
+            Arc::new(Float32Array::from_iter_values(records.iter().map(get))) as ArrayRef
+        };
+        let i32s = |get: fn(&CoaddRecord) -> i32| {
+            Arc::new(Int32Array::from_iter_values(records.iter().map(get))) as ArrayRef
+        };
+        match self {
+            Self::Wave => f32s(|r| r.wave),
+            Self::Flux => f32s(|r| r.flux),
+            Self::Ivar => f32s(|r| r.ivar),
+            Self::AndMask => i32s(|r| r.and_mask),
+            Self::OrMask => i32s(|r| r.or_mask),
+            Self::Wavedisp => f32s(|r| r.wavedisp),
+            Self::Sky => f32s(|r| r.sky),
+            Self::Model => f32s(|r| r.model),
+        }
+    }
+}
+
+/// Where to export and which spectral columns.
+pub struct ExportOptions {
+    pub arrow: Option<PathBuf>,
+    pub parquet: Option<PathBuf>,
+    pub columns: Vec<SpectralColumn>,
+}
+
+/// What the export wrote (on rank 0).
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct ExportReport {
+    pub rows: usize,
+    /// Bytes of spectral values exported.
+    pub spectra_bytes: u64,
+    pub seconds: f64,
+}
+
+/// The schema of the export: catalog columns, then the chosen list columns.
+pub fn export_schema(columns: &[SpectralColumn]) -> SchemaRef {
+    let mut fields: Vec<Field> = Catalog::schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.extend(columns.iter().map(|c| c.field()));
+    Arc::new(Schema::new(fields))
+}
+
+/// Builds the batch of one plate-MJD: the catalog rows `subset` (all of that plate-MJD) and spectra.
+fn build_batch(
+    store: &Path,
+    pm: PlateMjd,
+    subset: &Catalog,
+    schema: &SchemaRef,
+    columns: &[SpectralColumn],
+) -> Result<RecordBatch> {
+    let path = store.join(layout::store_file_name(pm));
+    let err = |e: hdf5::Error| QueryError::store(&path, e);
+    let file = hdf5::File::open(&path).map_err(err)?;
+    let mut pixels: Vec<CoaddRecord> = Vec::new();
+    let mut offsets = vec![0i32];
+    for i in 0..subset.len() {
+        let fiber = subset.fiber_id(i).fiber;
+        let coadd = file.dataset(&layout::coadd_path(pm, fiber)).map_err(err)?;
+        pixels.extend(coadd.read_raw::<CoaddRecord>().map_err(err)?);
+        offsets.push(
+            i32::try_from(pixels.len())
+                .map_err(|_| QueryError::Other("more than 2^31 pixels in one plate-MJD".into()))?,
+        );
+    }
+    let mut arrays: Vec<ArrayRef> = subset.to_record_batch().columns().to_vec();
+    let offsets = OffsetBuffer::new(offsets.into());
+    for c in columns {
+        let item = Arc::new(Field::new_list_field(c.item_type(), false));
+        let list = ListArray::try_new(item, offsets.clone(), c.array(&pixels), None)
+            .map_err(|e| QueryError::Other(e.to_string()))?;
+        arrays.push(Arc::new(list));
+    }
+    RecordBatch::try_new(schema.clone(), arrays).map_err(|e| QueryError::Other(e.to_string()))
+}
+
+/// The writers rank 0 feeds, each into a temporary name renamed when complete.
+struct Writers {
+    arrow: Option<(FileWriter<File>, PathBuf, PathBuf)>,
+    parquet: Option<(ArrowWriter<File>, PathBuf, PathBuf)>,
+}
+
+fn temp_for(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(layout::temp_file_name(&name, std::process::id()))
+}
+
+impl Writers {
+    fn open(opts: &ExportOptions, schema: &SchemaRef) -> Result<Self> {
+        let arrow_err = |p: &Path, e: String| QueryError::output(p, e);
+        let arrow = match &opts.arrow {
+            Some(p) => {
+                let tmp = temp_for(p);
+                let f = File::create(&tmp).map_err(|e| arrow_err(p, e.to_string()))?;
+                Some((
+                    FileWriter::try_new(f, schema).map_err(|e| arrow_err(p, e.to_string()))?,
+                    tmp,
+                    p.clone(),
+                ))
+            }
+            None => None,
+        };
+        let parquet = match &opts.parquet {
+            Some(p) => {
+                let tmp = temp_for(p);
+                let f = File::create(&tmp).map_err(|e| arrow_err(p, e.to_string()))?;
+                // One row group per plate-MJD batch at most: memory stays bounded.
+                let props = WriterProperties::builder()
+                    .set_compression(Compression::SNAPPY)
+                    .set_max_row_group_row_count(Some(1024))
+                    .build();
+                let w = ArrowWriter::try_new(f, schema.clone(), Some(props))
+                    .map_err(|e| arrow_err(p, e.to_string()))?;
+                Some((w, tmp, p.clone()))
+            }
+            None => None,
+        };
+        Ok(Self { arrow, parquet })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if let Some((w, _, p)) = &mut self.arrow {
+            w.write(batch).map_err(|e| QueryError::output(p, e))?;
+        }
+        if let Some((w, _, p)) = &mut self.parquet {
+            w.write(batch).map_err(|e| QueryError::output(p, e))?;
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<()> {
+        if let Some((mut w, tmp, p)) = self.arrow {
+            w.finish().map_err(|e| QueryError::output(&p, e))?;
+            finish_file(
+                w.into_inner().map_err(|e| QueryError::output(&p, e))?,
+                &tmp,
+                &p,
+            )?;
+        }
+        if let Some((w, tmp, p)) = self.parquet {
+            let f = w.into_inner().map_err(|e| QueryError::output(&p, e))?;
+            finish_file(f, &tmp, &p)?;
+        }
+        Ok(())
+    }
+}
+
+fn finish_file(f: File, tmp: &Path, path: &Path) -> Result<()> {
+    f.sync_all().map_err(|e| QueryError::output(path, e))?;
+    std::fs::rename(tmp, path)
+        .map_err(|e| QueryError::output(path, format!("cannot rename into place: {e}")))
+}
+
+fn ipc_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut w = StreamWriter::try_new(&mut buf, &batch.schema())
+        .map_err(|e| QueryError::Other(e.to_string()))?;
+    w.write(batch)
+        .map_err(|e| QueryError::Other(e.to_string()))?;
+    w.finish().map_err(|e| QueryError::Other(e.to_string()))?;
+    drop(w);
+    Ok(buf)
+}
+
+fn from_ipc_bytes(bytes: &[u8]) -> Result<RecordBatch> {
+    let mut r = StreamReader::try_new(bytes, None).map_err(|e| QueryError::Other(e.to_string()))?;
+    r.next()
+        .ok_or_else(|| QueryError::Other("empty batch from a rank".into()))?
+        .map_err(|e| QueryError::Other(e.to_string()))
+}
+
+/// Exports the selected fibers (`subset`, sorted by key). Collective: every rank calls it. A failure
+/// after writing started aborts the job (the other ranks would wait for batches forever).
+pub fn export(
+    job: &Job,
+    store: &Path,
+    subset: &Catalog,
+    opts: &ExportOptions,
+) -> Result<ExportReport> {
+    let start = std::time::Instant::now();
+    let schema = export_schema(&opts.columns);
+    // Rows of each plate-MJD, in key order (the subset is sorted by key, so plate-MJDs are contiguous).
+    let mut groups: Vec<(PlateMjd, Vec<usize>)> = Vec::new();
+    for i in 0..subset.len() {
+        let pm = subset.fiber_id(i).plate_mjd();
+        match groups.last_mut() {
+            Some((last, rows)) if *last == pm => rows.push(i),
+            _ => groups.push((pm, vec![i])),
+        }
+    }
+    let owner = partition_by_weight(
+        &groups.iter().map(|g| g.1.len() as u64).collect::<Vec<_>>(),
+        job.size(),
+    );
+    let root = job.world().process_at_rank(0);
+    let mut writers = if job.is_root() {
+        Some(Writers::open(opts, &schema)?)
+    } else {
+        None
+    };
+    let mut report = ExportReport::default();
+    for ((pm, rows), o) in groups.iter().zip(owner) {
+        let local = if o == job.rank() {
+            Some(
+                build_batch(store, *pm, &subset.take(rows), &schema, &opts.columns)
+                    .unwrap_or_else(|e| abort(job, e)),
+            )
+        } else {
+            None
+        };
+        let batch = match (&mut writers, local) {
+            (Some(_), Some(b)) => b,
+            (Some(_), None) => {
+                let (bytes, _) = job.world().process_at_rank(o as i32).receive_vec::<u8>();
+                from_ipc_bytes(&bytes).unwrap_or_else(|e| abort(job, e))
+            }
+            (None, Some(b)) => {
+                root.send(&ipc_bytes(&b).unwrap_or_else(|e| abort(job, e))[..]);
+                continue;
+            }
+            (None, None) => continue,
+        };
+        report.rows += batch.num_rows();
+        report.spectra_bytes += batch
+            .columns()
+            .iter()
+            .skip(Catalog::schema().fields().len())
+            .map(|c| {
+                c.to_data()
+                    .child_data()
+                    .iter()
+                    .map(|d| d.len() as u64 * 4)
+                    .sum::<u64>()
+            })
+            .sum::<u64>();
+        if let Some(w) = &mut writers {
+            w.write(&batch).unwrap_or_else(|e| abort(job, e));
+        }
+    }
+    if let Some(w) = writers {
+        w.finish()?;
+    }
+    report.seconds = start.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn abort(job: &Job, e: QueryError) -> ! {
+    eprintln!(
+        "boss-query: error (rank {}): {e}; aborting the job",
+        job.rank()
+    );
+    job.abort(2)
+}
