@@ -64,7 +64,7 @@ struct Summary {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let job = Job::init();
+    let job = Job::init_if_launched();
     let code = run(&args, &job);
     ExitCode::from(code)
 }
