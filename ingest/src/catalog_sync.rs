@@ -87,6 +87,8 @@ fn plan(dir: &Path, rebuild: bool) -> Result<Plan, String> {
 
 /// Brings the catalog up to date (collective: every rank calls it; rank 0 writes the file).
 pub fn sync_catalog(job: &Job, dir: &Path, rebuild: bool) -> SyncOutcome {
+    // Every rank has renamed its store files into place before rank 0 looks at the store.
+    job.barrier();
     let mine = if job.is_root() {
         plan(dir, rebuild).unwrap_or_default()
     } else {
