@@ -9,7 +9,7 @@ use hdf5_sys::h5i::hid_t;
 use hdf5_sys::h5p::{
     H5FD_mpio_xfer_t, H5Pclose, H5Pcreate, H5Pset_dxpl_mpio, H5P_CLS_DATASET_XFER, H5P_DEFAULT,
 };
-use hdf5_sys::h5s::{H5Sclose, H5Screate_simple, H5Sselect_none, H5S_ALL};
+use hdf5_sys::h5s::{H5Sclose, H5Screate_simple, H5Sselect_none};
 
 extern "C" {
     // In HDF5 ≥ 1.8.10 but not declared by hdf5-metno-sys.
@@ -79,35 +79,13 @@ impl Transfer {
 
     /// Writes all of `ds` from `bytes` (packed elements of `mem_type`).
     pub fn write(&mut self, ds: &Dataset, mem_type: &Datatype, bytes: &[u8]) -> hdf5::Result<()> {
-        if ds.size() * mem_type.size() != bytes.len() {
-            return Err(format!(
-                "{}: {} bytes for a dataset of {} elements",
-                ds.name(),
-                bytes.len(),
-                ds.size()
-            )
-            .into());
-        }
         if bytes.is_empty() {
             return match self.mode {
                 IoMode::Independent => Ok(()),
                 IoMode::Collective => self.join(ds, mem_type),
             };
         }
-        // SAFETY: the buffer holds exactly size × element-size bytes of the memory type.
-        let status = hdf5::sync::sync(|| unsafe {
-            H5Dwrite(
-                ds.id(),
-                mem_type.id(),
-                H5S_ALL,
-                H5S_ALL,
-                self.dxpl,
-                bytes.as_ptr().cast(),
-            )
-        });
-        if status < 0 {
-            return Err(format!("H5Dwrite failed on {}", ds.name()).into());
-        }
+        store::raw::write_all_with(ds, mem_type, bytes, self.dxpl)?;
         if self.mode == IoMode::Collective {
             self.record_actual_mode();
         }

@@ -3,6 +3,7 @@
 
 use hdf5::{Dataset, Datatype};
 use hdf5_sys::h5d::{H5Dread, H5Dwrite};
+use hdf5_sys::h5i::hid_t;
 use hdf5_sys::h5p::H5P_DEFAULT;
 use hdf5_sys::h5s::H5S_ALL;
 
@@ -11,6 +12,16 @@ pub fn write_all(ds: &Dataset, mem_type: &Datatype, bytes: &[u8]) -> hdf5::Resul
     if bytes.is_empty() {
         return Ok(());
     }
+    write_all_with(ds, mem_type, bytes, H5P_DEFAULT)
+}
+
+/// Writes `bytes` to the whole of `ds` with a given transfer property list (e.g. collective MPI-IO).
+pub fn write_all_with(
+    ds: &Dataset,
+    mem_type: &Datatype,
+    bytes: &[u8],
+    dxpl: hid_t,
+) -> hdf5::Result<()> {
     let expected = ds.size() * mem_type.size();
     if expected != bytes.len() {
         return Err(format!(
@@ -27,7 +38,7 @@ pub fn write_all(ds: &Dataset, mem_type: &Datatype, bytes: &[u8]) -> hdf5::Resul
             mem_type.id(),
             H5S_ALL,
             H5S_ALL,
-            H5P_DEFAULT,
+            dxpl,
             bytes.as_ptr().cast(),
         )
     });
