@@ -10,6 +10,9 @@ The values written by the binaries are checked with real clients (h5py, astropy)
 - `synth_query` / `synth_query_store`: a generated set (3 plates x 60 fibers x 800 pixels, seed 2) and its
   store, ingested once per session (for the boss-query tests; copy the store before damaging it);
 - `real_store`: a store ingested once per session from all of ../shared/real-sdss;
+- `synth_catalog` / `catalog_store`: a generated set for the catalog/export tests (4 spPlate-only plates
+  x 80 fibers x 600 pixels, seed 3, plate 5000 at RA 0 and 5003 near the north pole, plus plate 6000
+  with spec files) and its store, ingested in two runs (read-only: copy it before changing it);
 - `run(cmd, ...)`: runs a command, prints command/stdout/stderr (shown by pytest when a test fails);
 - `mpi_env()`: the environment mpirun needs in containers (root, oversubscription).
 """
@@ -192,4 +195,42 @@ def real_store(ingest_bin, real_sdss, tmp_path_factory) -> Path:
     expected = ["10656-58163.h5", "3586-55181.h5", "3655-55240.h5", "3657-55244.h5", "9367-57758.h5"]
     if names != expected:
         pytest.fail(f"real store holds {names}, expected {expected}", pytrace=False)
+    return store
+
+
+# ------------------------------------------------------------------------------------------------
+# Stores for the catalog / columnar export tests (tests/test_catalog_export.py)
+# ------------------------------------------------------------------------------------------------
+
+# spPlate + spZbest + spZline only (no spec files, so no spall table): 4 plates x 80 fibers x 600 pixels.
+# Plate 5000 is centred at RA 0 (its fibers straddle RA 0/360), plate 5003 at DEC +88 (near the pole).
+CATALOG_SPPLATE_ARGS = ["--plates", "4", "--fibers", "80", "--npix", "600", "--seed", "3"]
+# One plate with spec files (spall table, exposures for fibers divisible by 10) beside its spPlate:
+# plate 6000, 30 fibers, also centred at RA 0 (the generator places plates by their index).
+CATALOG_SPEC_ARGS = ["--plates", "1", "--fibers", "30", "--npix", "600", "--spec-files", "--seed", "4",
+                     "--first-plate", "6000"]
+
+
+@pytest.fixture(scope="session")
+def synth_catalog(synth_bin, tmp_path_factory) -> dict:
+    """{"spplate": DIR (plates 5000-5003, spPlate + siblings), "spec": DIR (plate 6000 with spec files)}."""
+    root = tmp_path_factory.mktemp("synth-catalog")
+    return {"spplate": generate(synth_bin, root / "spplate", CATALOG_SPPLATE_ARGS),
+            "spec": generate(synth_bin, root / "spec", CATALOG_SPEC_ARGS)}
+
+
+@pytest.fixture(scope="session")
+def catalog_store(ingest_bin, synth_catalog, tmp_path_factory) -> Path:
+    """A store ingested in two runs (the spPlate set, then the spec-file plate), so that its
+    catalog.parquet was written once and then updated: 5 plate-MJD files, 350 fibers.
+
+    Tests must not modify it: copy it first (shutil.copytree)."""
+    store = tmp_path_factory.mktemp("catalog-store") / "store"
+    run([ingest_bin, "--json", "--quiet", synth_catalog["spplate"], store], check=True, timeout=300)
+    run([ingest_bin, "--json", "--quiet", synth_catalog["spec"], store], check=True, timeout=300)
+    names = sorted(p.name for p in store.iterdir())
+    expected = ["5000-55000.h5", "5001-55007.h5", "5002-55014.h5", "5003-55021.h5", "6000-55000.h5",
+                "catalog.parquet"]
+    if names != expected:
+        pytest.fail(f"catalog store holds {names}, expected {expected}", pytrace=False)
     return store

@@ -110,10 +110,11 @@ pub fn catalog_rows(path: &Path, pm: PlateMjd) -> hdf5::Result<Vec<CatalogRow>> 
             .and_then(|g| g.member_names())
             .map_or(0, |m| m.len() as i32);
         let f = |order| tables.find(fiber, order, Table::float_value);
+        // An empty string is unknown: the next table in the order is asked.
         let s = |order| {
-            tables
-                .find(fiber, order, Table::str_value)
-                .filter(|s: &String| !s.is_empty())
+            tables.find(fiber, order, |t: &Table, r, c| {
+                t.str_value(r, c).filter(|s| !s.is_empty())
+            })
         };
         let i = |order| tables.find(fiber, order, Table::int_value);
         rows.push(CatalogRow {

@@ -205,6 +205,7 @@ impl Table {
         }
         let b = &self.row(row)[self.offsets[col]..self.offsets[col] + c.size()];
         Some(match c.kind {
+            ScalarKind::Bool => b[0] as i64,
             ScalarKind::I8 => b[0] as i8 as i64,
             ScalarKind::U8 => b[0] as i64,
             ScalarKind::I16 => i16::from_ne_bytes(b.try_into().ok()?) as i64,

@@ -73,6 +73,15 @@ fn run(args: &Args, job: &Job) -> u8 {
     let start = Instant::now();
     let (inputs, store_dir) = args.paths.split_at(args.paths.len() - 1);
     let store_dir = &store_dir[0];
+    if inputs.is_empty() && args.rebuild_catalog && !store_dir.is_dir() {
+        if job.is_root() {
+            eprintln!(
+                "boss-ingest: error: {}: no such store directory",
+                store_dir.display()
+            );
+        }
+        return 2;
+    }
     if inputs.is_empty() && !args.rebuild_catalog {
         if job.is_root() {
             eprintln!("boss-ingest: error: give at least one INPUT before the STORE (or --rebuild-catalog STORE)");

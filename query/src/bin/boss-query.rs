@@ -176,6 +176,8 @@ fn run(args: &Args, job: &Job) -> u8 {
 
     // What is selected: the list as given, or the catalog rows that pass every filter.
     let needs_catalog = filtering || args.list || exporting;
+    // Listed fibers the store does not have are reported whatever the filters (exit 1).
+    let mut missing: Vec<FiberId> = Vec::new();
     let (fibers, subset, source) = if needs_catalog {
         let (catalog, source) = match load_catalog(job, &args.store) {
             Ok(c) => c,
@@ -184,6 +186,14 @@ fn run(args: &Args, job: &Job) -> u8 {
                 return 2;
             }
         };
+        if let Some(l) = &list {
+            missing = l
+                .fibers
+                .iter()
+                .filter(|f| catalog.find(**f).is_none())
+                .copied()
+                .collect();
+        }
         let (fibers, subset) = select(&catalog, &selection);
         (fibers, Some(subset), Some(source))
     } else {
@@ -193,6 +203,16 @@ fn run(args: &Args, job: &Job) -> u8 {
             None,
         )
     };
+    let report_missing = |missing: &[FiberId]| {
+        if job.is_root() {
+            for m in missing {
+                eprintln!(
+                    "boss-query: not in the store: plate {} mjd {} fiber {}",
+                    m.plate, m.mjd, m.fiber
+                );
+            }
+        }
+    };
     if args.list {
         if job.is_root() {
             print!(
@@ -200,19 +220,9 @@ fn run(args: &Args, job: &Job) -> u8 {
                 list_csv(subset.as_ref().expect("--list reads the catalog"))
             );
         }
-        return 0;
+        report_missing(&missing);
+        return u8::from(!missing.is_empty());
     }
-    let mut missing: Vec<FiberId> = match (&list, &subset) {
-        (Some(l), Some(_)) if !filtering => {
-            let found: HashSet<FiberId> = fibers.iter().copied().collect();
-            l.fibers
-                .iter()
-                .filter(|f| !found.contains(f))
-                .copied()
-                .collect()
-        }
-        _ => Vec::new(),
-    };
 
     let mut report: Option<QueryReport> = None;
     if let Some(output) = &args.output {
