@@ -20,9 +20,8 @@ echo "== query: data-samples/fibers.csv -> $OUT/subset.h5 (2 MPI ranks)"
 mpirun -n 2 "$BIN/boss-query" --store "$OUT/store" --fibers data-samples/fibers.csv -o "$OUT/subset.h5" --json > "$OUT/query.json"
 h5ls -r "$OUT/subset.h5" | head -20
 
-if "$BIN/boss-query" --help | grep -q -- "--parquet"; then
-  echo "== export: quasars with z > 1 -> $OUT/qso.parquet"
-  mpirun -n 2 "$BIN/boss-query" --store "$OUT/store" --class QSO --z-min 1 --parquet "$OUT/qso.parquet"
-  .venv/bin/python -c "import pandas as pd; df = pd.read_parquet('$OUT/qso.parquet'); print(df[['plate','mjd','fiber','class','z']].head()); print(len(df), 'spectra; flux of the first:', df.flux[0][:5])"
-fi
+echo "== export: quasars with z >= 1 -> $OUT/qso.parquet (2 MPI ranks), plotted to $OUT/spectra.png"
+mpirun -n 2 "$BIN/boss-query" --store "$OUT/store" --class QSO --z-min 1 --parquet "$OUT/qso.parquet"
+.venv/bin/python -c "import pandas as pd; df = pd.read_parquet('$OUT/qso.parquet'); print(df[['plate','mjd','fiber','class','z']].head()); print(len(df), 'spectra; flux of the first:', df.flux[0][:5])"
+.venv/bin/python examples/plot_spectra.py "$OUT/qso.parquet" "$OUT/spectra.png"
 echo "demo: done; see $OUT/"
