@@ -161,6 +161,20 @@ def test_real_sdss_tree(ingest_bin, real_sdss, tmp_path):
     assert_store_equals(store, [real_sdss / "boss-full", real_sdss / "eboss-lite"])
 
 
+def test_gzipped_spec_file(ingest_bin, real_sdss, tmp_path):
+    """A .fits.gz spec file ingests to the same values as the plain file (read by astropy)."""
+    import gzip
+    plain = real_sdss / "boss-full" / "spec-3586-55181-0500.fits"
+    gz = tmp_path / "in" / (plain.name + ".gz")
+    gz.parent.mkdir()
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    store = tmp_path / "store"
+    proc, summary = ingest(ingest_bin, [gz.parent], store)
+    assert proc.returncode == 0, proc.stderr
+    check_summary(summary, files_failed=0, fibers_added=1)
+    assert_store_equals(store, [plain])
+
+
 def test_real_spplate_slice_refused(ingest_bin, real_sdss, tmp_path):
     path = real_sdss / SLICE
     digest = sha256(path)
