@@ -7,9 +7,7 @@ scripts/setup.sh
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 echo "== cargo test"
 cargo test --release --workspace
+echo "== benchmark smoke test (tiny scale, no timing assertions)"
+bench/run --scale tiny --out target/bench-smoke
 echo "== end-to-end tests (pytest)"
 .venv/bin/python -m pytest tests -q
-if [ -x bench/run ]; then
-  echo "== benchmark smoke test (tiny scale, no timing assertions)"
-  bench/run --scale tiny --out target/bench-smoke
-fi
