@@ -61,6 +61,8 @@ impl Counters {
 /// A unit decoded and ready to write.
 struct Decoded {
     unit: Unit,
+    /// What the store file held before this run's additions (read once, before decoding).
+    state: StoreState,
     batch: Batch,
     failures: Vec<InputError>,
     files_read: u64,
@@ -102,7 +104,7 @@ pub fn ingest_units(units: Vec<Unit>, spall: &[SpAllIndex], opts: &RunOptions) -
                 (opts.on_failure)(f);
                 counters.failures.push(f.into());
             }
-            match writer.write(d.unit.pm, d.batch) {
+            match writer.write(d.unit.pm, d.batch, &d.state) {
                 Ok(o) if o.written => {
                     counters.plate_mjds_written += 1;
                     counters.fibers_added += o.fibers_added as u64;
@@ -151,12 +153,13 @@ fn decode_file(f: &InputFile, unit: &Unit) -> Result<Contribution, InputError> {
 
 fn decode_unit(unit: Unit, writer: &StoreWriter, spall: &[SpAllIndex]) -> Decoded {
     let mut failures = Vec::new();
-    let state = match StoreState::read(&writer.file_path(unit.pm), unit.pm, &[]) {
+    let state = match StoreState::read(&writer.file_path(unit.pm), unit.pm) {
         Ok(s) => s,
         Err(e) => {
             failures.push(InputError::new(&e.path, e.message));
             return Decoded {
                 unit,
+                state: StoreState::default(),
                 batch: Batch::default(),
                 failures,
                 files_read: 0,
@@ -189,6 +192,7 @@ fn decode_unit(unit: Unit, writer: &StoreWriter, spall: &[SpAllIndex]) -> Decode
         files_skipped: skipped.len() as u64,
         bytes_read,
         unit,
+        state,
         batch,
         failures,
     }

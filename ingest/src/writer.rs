@@ -94,13 +94,11 @@ pub struct StoreState {
     pub fibers: HashSet<i32>,
     pub table_fibers: BTreeMap<PlateTable, Option<HashSet<i32>>>,
     pub header_from_plate: Option<bool>,
-    exposures: HashSet<String>,
 }
 
 impl StoreState {
     /// Reads the state of the store file for `pm`; empty when the file does not exist.
-    /// `exposure_paths` are the exposure datasets whose presence is asked about.
-    pub fn read(path: &Path, pm: PlateMjd, exposure_paths: &[String]) -> Result<Self, StoreError> {
+    pub fn read(path: &Path, pm: PlateMjd) -> Result<Self, StoreError> {
         let mut state = Self::default();
         if !path.exists() {
             return Ok(state);
@@ -131,12 +129,21 @@ impl StoreState {
                     .insert(t, table.fiber_ids().map(|f| f.into_iter().collect()));
             }
         }
-        state.exposures = exposure_paths
+        Ok(state)
+    }
+
+    /// Which of these exposure datasets the store file already has (opened only when asked).
+    fn existing_exposures(path: &Path, paths: &[String]) -> Result<HashSet<String>, StoreError> {
+        if paths.is_empty() || !path.exists() {
+            return Ok(HashSet::new());
+        }
+        let file = hdf5::File::open(path)
+            .map_err(|e| store_err(path)(format!("cannot open store file: {e}")))?;
+        Ok(paths
             .iter()
             .filter(|p| file.link_exists(p))
             .cloned()
-            .collect();
-        Ok(state)
+            .collect())
     }
 
     /// True when the table already has rows for this fiber (or exists without a FIBERID column).
@@ -168,16 +175,22 @@ impl StoreWriter {
         self.dir.join(layout::store_file_name(pm))
     }
 
-    /// Adds what is new in `batch` to the store file of `pm`.
-    pub fn write(&self, pm: PlateMjd, mut batch: Batch) -> Result<WriteOutcome, StoreError> {
+    /// Adds what is new in `batch` to the store file of `pm`, whose current content is `state`
+    /// (read by the caller before decoding; only this rank writes this file).
+    pub fn write(
+        &self,
+        pm: PlateMjd,
+        mut batch: Batch,
+        state: &StoreState,
+    ) -> Result<WriteOutcome, StoreError> {
         let final_path = self.file_path(pm);
         let exposure_paths: Vec<String> = batch
             .exposures
             .iter()
             .map(|(fiber, e)| layout::exposure_path(pm, *fiber, e.expid, e.arm))
             .collect();
-        let state = StoreState::read(&final_path, pm, &exposure_paths)?;
-        let new = only_new(pm, &mut batch, &state);
+        let existing_exposures = StoreState::existing_exposures(&final_path, &exposure_paths)?;
+        let new = only_new(pm, &mut batch, state, existing_exposures);
         if !new {
             return Ok(WriteOutcome::default());
         }
@@ -294,11 +307,15 @@ impl StoreWriter {
 }
 
 /// Drops from the batch everything the store already has; true when something is left to write.
-fn only_new(pm: PlateMjd, batch: &mut Batch, state: &StoreState) -> bool {
+fn only_new(
+    pm: PlateMjd,
+    batch: &mut Batch,
+    state: &StoreState,
+    mut seen_exp: HashSet<String>,
+) -> bool {
     // The first copy of a fiber wins, within the batch as against the store.
     let mut seen = state.fibers.clone();
     batch.coadds.retain(|(fiber, _)| seen.insert(*fiber));
-    let mut seen_exp = state.exposures.clone();
     batch
         .exposures
         .retain(|(fiber, e)| seen_exp.insert(layout::exposure_path(pm, *fiber, e.expid, e.arm)));
