@@ -156,7 +156,12 @@ pub fn run_query(job: &Job, opts: &QueryOptions) -> std::result::Result<QueryRep
         write: job.max_f64(phases.write),
         close: job.max_f64(phases.close),
     };
-    let causes = cause_names(report.causes);
+    // Why any rank's collective writes fell back, OR-ed over all ranks.
+    let causes = cause_names(
+        job.all_gather_varcount(&[report.causes])
+            .iter()
+            .fold(0, |a, c| a | c),
+    );
     Ok(QueryReport {
         fibers_found: found.len(),
         missing,
