@@ -104,7 +104,7 @@ pub fn run_query(job: &Job, opts: &QueryOptions) -> std::result::Result<QueryRep
     let tmp = temp_output_path(job, &opts.output);
     let mine: HashMap<u32, &Scanned> = scanned.iter().map(|(i, s)| (*i, s)).collect();
     let keep = |source: u32| opts.io == IoMode::Collective || mine.contains_key(&source);
-    let output = match create_output(&tmp, job.world(), &metas, &records, keep) {
+    let output = match create_output(&tmp, job.mpi_world(), &metas, &records, keep) {
         Ok(o) => o,
         Err(e) => abort(job, &tmp, e),
     };

@@ -280,7 +280,6 @@ pub fn export(
         &groups.iter().map(|g| g.1.len() as u64).collect::<Vec<_>>(),
         job.size(),
     );
-    let root = job.world().process_at_rank(0);
     let mut writers = if job.is_root() {
         Some(Writers::open(opts, &schema)?)
     } else {
@@ -303,7 +302,9 @@ pub fn export(
                 from_ipc_bytes(&bytes).unwrap_or_else(|e| abort(job, e))
             }
             (None, Some(b)) => {
-                root.send(&ipc_bytes(&b).unwrap_or_else(|e| abort(job, e))[..]);
+                job.world()
+                    .process_at_rank(0)
+                    .send(&ipc_bytes(&b).unwrap_or_else(|e| abort(job, e))[..]);
                 continue;
             }
             (None, None) => continue,

@@ -37,10 +37,11 @@ impl Output {
     }
 }
 
-/// Creates the output file (collectively) and every object in it.
+/// Creates the output file (collectively, with the MPI-IO driver, when the job runs under MPI) and
+/// every object in it.
 pub fn create_output(
     path: &Path,
-    world: &mpi::topology::SimpleCommunicator,
+    world: Option<&mpi::topology::SimpleCommunicator>,
     metas: &[PlateMeta],
     records: &[DatasetRecord],
     keep: impl Fn(u32) -> bool,
@@ -48,11 +49,14 @@ pub fn create_output(
     let err = |e: hdf5::Error| QueryError::output(path, e);
     let file = File::with_options()
         .with_fapl(|p| {
-            store::tuning::tune_file_access(p)
-                .mpio(world.as_raw(), None)
-                .all_coll_metadata_ops(true)
-                .coll_metadata_write(true)
-                .libver_v110()
+            let p = store::tuning::tune_file_access(p).libver_v110();
+            match world {
+                Some(w) => p
+                    .mpio(w.as_raw(), None)
+                    .all_coll_metadata_ops(true)
+                    .coll_metadata_write(true),
+                None => p,
+            }
         })
         .create(path)
         .map_err(err)?;

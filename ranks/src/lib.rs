@@ -57,6 +57,11 @@ impl Job {
         }
     }
 
+    /// The MPI communicator of all ranks, None for a job without MPI.
+    pub fn mpi_world(&self) -> Option<&SimpleCommunicator> {
+        self.world.as_ref()
+    }
+
     /// The MPI communicator of all ranks (only for jobs started with [`Job::init`]).
     pub fn world(&self) -> &SimpleCommunicator {
         self.world.as_ref().expect("this job was started with MPI")

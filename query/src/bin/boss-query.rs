@@ -104,7 +104,12 @@ struct Summary<'a> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let job = Job::init();
+    // Collective I/O needs MPI even for one process; otherwise a plain process runs without MPI
+    // (an MPI singleton takes about a second to start) and writes with HDF5's serial driver.
+    let job = match args.io {
+        IoMode::Collective => Job::init(),
+        IoMode::Independent => Job::init_if_launched(),
+    };
     ExitCode::from(run(&args, &job))
 }
 
