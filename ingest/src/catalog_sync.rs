@@ -45,7 +45,8 @@ fn store_files(dir: &Path) -> Vec<(PlateMjd, PathBuf, u64, Option<SystemTime>)> 
     files
 }
 
-fn plan(dir: &Path, rebuild: bool) -> Result<Plan, String> {
+/// Rank 0's plan, and the catalog it read to make it (kept for the merge: read once).
+fn plan(dir: &Path, rebuild: bool) -> (Plan, Option<Catalog>) {
     let path = dir.join(layout::CATALOG_FILE);
     let existing = match Catalog::read_parquet(&path) {
         Ok(c) if !rebuild => Some(c),
@@ -78,21 +79,22 @@ fn plan(dir: &Path, rebuild: bool) -> Result<Plan, String> {
         .map(|(pm, ..)| layout::store_file_name(*pm))
         .collect();
     let dropped = known.into_iter().filter(|f| !present.contains(f)).collect();
-    Ok(Plan {
+    let plan = Plan {
         stale,
         dropped,
         catalog_exists: existing.is_some(),
-    })
+    };
+    (plan, existing)
 }
 
 /// Brings the catalog up to date (collective: every rank calls it; rank 0 writes the file).
 pub fn sync_catalog(job: &Job, dir: &Path, rebuild: bool) -> SyncOutcome {
     // Every rank has renamed its store files into place before rank 0 looks at the store.
     job.barrier();
-    let mine = if job.is_root() {
-        plan(dir, rebuild).unwrap_or_default()
+    let (mine, existing) = if job.is_root() {
+        plan(dir, rebuild)
     } else {
-        Plan::default()
+        (Plan::default(), None)
     };
     let plan = job.all_gather_json(&mine).swap_remove(0); // rank 0's plan, on every rank
     if plan.catalog_exists && plan.stale.is_empty() && plan.dropped.is_empty() {
@@ -132,11 +134,6 @@ pub fn sync_catalog(job: &Job, dir: &Path, rebuild: bool) -> SyncOutcome {
         return outcome;
     }
     let path = dir.join(layout::CATALOG_FILE);
-    let existing = if plan.catalog_exists {
-        Catalog::read_parquet(&path).ok()
-    } else {
-        None
-    };
     let mut catalog = existing.unwrap_or_else(Catalog::new);
     let mut replaced: Vec<String> = plan
         .stale

@@ -50,6 +50,18 @@ pub struct Scanned {
     pub tables: Vec<(PlateTable, Table)>,
 }
 
+impl Scanned {
+    /// A store file that holds none of the requested fibers.
+    fn nothing(file: hdf5::File) -> Self {
+        Self {
+            file,
+            records: Vec::new(),
+            meta: None,
+            tables: Vec::new(),
+        }
+    }
+}
+
 /// Opens a store file and finds the requested fibers (sorted) in it.
 pub fn scan_file(sf: &StoreFile, source: u32, fibers: &[i32]) -> Result<Scanned> {
     let err = |m: String| QueryError::store(&sf.path, m);
@@ -64,12 +76,7 @@ pub fn scan_file(sf: &StoreFile, source: u32, fibers: &[i32]) -> Result<Scanned>
     let mut records = Vec::new();
     let group_path = layout::plate_mjd_group(sf.pm);
     if !file.link_exists(&group_path) {
-        return Ok(Scanned {
-            file,
-            records,
-            meta: None,
-            tables: Vec::new(),
-        });
+        return Ok(Scanned::nothing(file));
     }
     let group = file
         .group(&group_path)
@@ -101,12 +108,7 @@ pub fn scan_file(sf: &StoreFile, source: u32, fibers: &[i32]) -> Result<Scanned>
         }
     }
     if found.is_empty() {
-        return Ok(Scanned {
-            file,
-            records,
-            meta: None,
-            tables: Vec::new(),
-        });
+        return Ok(Scanned::nothing(file));
     }
     let members = group
         .member_names()
