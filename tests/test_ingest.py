@@ -33,6 +33,7 @@ from conftest import assert_store_equals, generate, mpi_env, run, sha256
 SUMMARY_KEYS = {"files_read", "files_failed", "plate_mjds_written", "fibers_added", "bytes_read",
                 "bytes_written", "seconds", "ranks", "failures"}
 STORE_FILE_RE = re.compile(r"^\d{4,}-\d{5}\.h5$")
+LOCK_FILE = ".boss-ingest.lock"   # held by a running ingest; stays in the store (empty of meaning) after it
 SLICE = "spplate-slice/spPlate-4055-55359-0020.fits"
 BOSS_FULL = "boss-full/spec-3586-55181-0500.fits"
 REAL_PLATE_MJDS = {"3586-55181.h5", "3655-55240.h5", "3657-55244.h5", "9367-57758.h5", "10656-58163.h5"}
@@ -337,7 +338,8 @@ def test_kill_9_leaves_store_readable(ingest_bin, synth_big, tmp_path):
         out, err = proc.communicate(timeout=120)
         print(f"delay {delay}s: exit {proc.returncode}; store {sorted(os.listdir(store)) if store.exists() else []}")
         for name in os.listdir(store) if store.exists() else []:
-            assert STORE_FILE_RE.match(name) or name == "catalog.parquet" or (name.startswith(".") and ".tmp-" in name), \
+            assert STORE_FILE_RE.match(name) or name in ("catalog.parquet", LOCK_FILE) \
+                or (name.startswith(".") and ".tmp-" in name), \
                 f"unexpected file {name} in the store after kill -9"
         for name in store_files(store):
             try:

@@ -16,10 +16,10 @@ use arrow::array::{
 };
 use arrow::record_batch::RecordBatch;
 use catalog::index::Catalog;
-use catalog::key::{FiberId, PlateMjd};
-use catalog::layout;
 use catalog::select::{Cone, Selection};
 use criterion::{criterion_group, Criterion};
+use model::key::{FiberId, PlateMjd};
+use model::layout;
 use rand::{Rng, SeedableRng};
 
 const PLATES: i32 = 4_000;
@@ -77,7 +77,7 @@ fn synthetic() -> Catalog {
                 ("STAR", "K5", rng.random_range(-0.001..0.001))
             };
             class.push((!null).then_some(cl));
-            subclass.push((!null && c % 3 == 0).then_some(sub));
+            subclass.push((!null && c.is_multiple_of(3)).then_some(sub));
             objtype.push(Some(if c < 85 { "GALAXY" } else { "SPECTROPHOTO_STD" }));
             z.push((!null).then_some(zz));
             z_err.push((!null).then(|| rng.random_range(1e-5..1e-3)));

@@ -32,8 +32,7 @@ use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
-use crate::key::FiberId;
-use crate::layout;
+use model::FiberId;
 
 /// One fiber of the store, as the ingest records it.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
@@ -723,35 +722,13 @@ impl Catalog {
         Ok(b.finish().normalized())
     }
 
-    /// Writes `catalog.parquet` (zstd): to a hidden temporary file in the same directory
-    /// ([`layout::temp_file_name`]), fsync, then renamed over `path` (and the directory fsynced).
+    /// Writes `catalog.parquet` (zstd) durably ([`model::atomic::AtomicFile`]: temporary name, fsync,
+    /// rename, fsync of the directory).
     pub fn write_parquet(&self, path: impl AsRef<Path>) -> Result<(), CatalogError> {
         let path = path.as_ref();
-        let name = path
-            .file_name()
-            .ok_or_else(|| CatalogError::Format {
-                path: path.to_path_buf(),
-                message: "the catalog path has no file name".into(),
-            })?
-            .to_string_lossy()
-            .into_owned();
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let tmp = dir.join(layout::temp_file_name(&name, std::process::id()));
-        let result = self.write_parquet_file(&tmp).and_then(|()| {
-            std::fs::rename(&tmp, path).map_err(|e| CatalogError::io(path, e))?;
-            // Make the rename durable; not every platform/filesystem can fsync a directory.
-            if let Ok(d) = File::open(&dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
-        });
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        let w = model::atomic::AtomicFile::new(path);
+        self.write_parquet_file(w.temp())?;
+        w.commit().map_err(|e| CatalogError::io(path, e))
     }
 
     fn write_parquet_file(&self, tmp: &Path) -> Result<(), CatalogError> {
@@ -779,8 +756,8 @@ impl Catalog {
                 break;
             }
         }
-        let file = w.into_inner().map_err(|e| CatalogError::parquet(tmp, e))?;
-        file.sync_all().map_err(|e| CatalogError::io(tmp, e))
+        w.into_inner().map_err(|e| CatalogError::parquet(tmp, e))?;
+        Ok(())
     }
 
     /// Reads `catalog.parquet`. A file that does not exist is [`CatalogError::Missing`].
@@ -1113,6 +1090,7 @@ impl Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use model::layout;
 
     pub(crate) fn row(plate: i32, mjd: i32, fiber: i32) -> CatalogRow {
         let id = FiberId::new(plate, mjd, fiber);

@@ -1,10 +1,6 @@
-//! Data model of the BOSS store, free of HDF5 and MPI: fiber keys, the store layout (every path and
-//! file name), fiber lists, and (later) the catalog index with its selections.
+//! The catalog of a store: one row per fiber (`catalog.parquet`), built from the store files, and the
+//! selections that run over it (sky cones, redshift, class, lists).
 
-pub mod fiberlist;
+pub mod from_store;
 pub mod index;
-pub mod key;
-pub mod layout;
 pub mod select;
-
-pub use key::{FiberId, PlateMjd};

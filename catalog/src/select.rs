@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 
 use crate::index::{Catalog, NULL_CODE};
-use crate::key::FiberId;
+use model::FiberId;
 
 /// A cone on the sky, in degrees: centre (ra, dec) and radius.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -435,7 +435,7 @@ impl<'a> Predicate<'a> {
 mod tests {
     use super::*;
     use crate::index::CatalogRow;
-    use crate::layout;
+    use model::layout;
     use rand::{Rng, SeedableRng};
 
     fn at(fiber: i32, ra: f64, dec: f64) -> CatalogRow {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use catalog::index::{Catalog, CatalogError, CatalogRow};
-use catalog::{layout, PlateMjd};
+use model::{layout, PlateMjd};
 use ranks::{partition_by_weight, Job};
 use serde::{Deserialize, Serialize};
 
@@ -96,7 +96,15 @@ pub fn sync_catalog(job: &Job, dir: &Path, rebuild: bool) -> SyncOutcome {
     } else {
         (Plan::default(), None)
     };
-    let plan = job.all_gather_json(&mine).swap_remove(0); // rank 0's plan, on every rank
+    let plan = match job.broadcast(job.is_root().then_some(&mine)) {
+        Ok(p) => p,
+        Err(e) => {
+            return SyncOutcome {
+                errors: vec![e.to_string()],
+                ..SyncOutcome::default()
+            }
+        }
+    };
     if plan.catalog_exists && plan.stale.is_empty() && plan.dropped.is_empty() {
         return SyncOutcome::default();
     }
@@ -108,7 +116,7 @@ pub fn sync_catalog(job: &Job, dir: &Path, rebuild: bool) -> SyncOutcome {
         if o != job.rank() {
             continue;
         }
-        match store::catalog_rows::catalog_rows(path, *pm) {
+        match catalog::from_store::catalog_rows(path, *pm) {
             Ok(r) => rows.extend(r),
             Err(e) => errors.push(format!(
                 "{}: cannot read for the catalog: {e}",
@@ -116,8 +124,15 @@ pub fn sync_catalog(job: &Job, dir: &Path, rebuild: bool) -> SyncOutcome {
             )),
         }
     }
-    let Some(parts) = job.gather_to_root(&(rows, errors)) else {
-        return SyncOutcome::default();
+    let parts = match job.gather_to_root(&(rows, errors)) {
+        Ok(Some(parts)) => parts,
+        Ok(None) => return SyncOutcome::default(),
+        Err(e) => {
+            return SyncOutcome {
+                errors: vec![e.to_string()],
+                ..SyncOutcome::default()
+            }
+        }
     };
     let mut outcome = SyncOutcome {
         files_refreshed: plan.stale.len(),

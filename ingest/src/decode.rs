@@ -3,16 +3,18 @@
 
 use std::path::{Path, PathBuf};
 
-use catalog::layout::{fits_names, Arm, PlateTable};
-use catalog::{FiberId, PlateMjd};
+use model::layout::{fits_names, Arm, PlateTable};
+use model::{FiberId, KeyError, PlateMjd};
 use store::records::wave_from_loglam;
-use store::{AttrValue, CoaddRecord, ExposureRecord, Table};
+use store::{AttrValue, CoaddRecord, ExposureColumns, ExposureField, FieldSet, Table, TableError};
 
 use crate::fits::{Fits, FitsError, HduKind};
 use crate::names::{col, hdu, key};
 
 /// The kinds of input file the ingest understands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum InputKind {
     /// `spPlate-PPPP-MMMMM.fits`: all fibers of a plate-MJD.
     Plate,
@@ -47,27 +49,91 @@ impl InputKind {
     }
 }
 
+/// What is wrong with one input file.
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
+    #[error(transparent)]
+    Fits(#[from] FitsError),
+    #[error(transparent)]
+    Table(#[from] TableError),
+    #[error("{hdu}: {source}")]
+    Key {
+        hdu: String,
+        #[source]
+        source: KeyError,
+    },
+    #[error("no such file or directory")]
+    NoSuchFile,
+    #[error("not a regular file ({0}): skipped")]
+    NotRegular(&'static str),
+    #[error("cannot read: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(
+        "not a BOSS file name (expected spPlate-*, spec-*, spZbest-*, spZline-* or spAll*.fits)"
+    )]
+    NotBossName,
+    #[error("the header says {header} but the file name says {name}")]
+    Identity { header: String, name: String },
+    #[error("HDU {position} ({name}) is missing{why}")]
+    MissingHdu {
+        name: &'static str,
+        position: usize,
+        why: &'static str,
+    },
+    #[error("{hdu} is an image, expected a table")]
+    NotATable { hdu: String },
+    #[error("{hdu}: column {column} is missing or is not {kind}")]
+    Column {
+        hdu: String,
+        column: &'static str,
+        kind: &'static str,
+    },
+    #[error("{hdu}: column {column} has {found} rows, {expected} expected")]
+    ColumnLength {
+        hdu: String,
+        column: &'static str,
+        found: usize,
+        expected: usize,
+    },
+    #[error("{hdu}: not an exposure name (expected e.g. B1-00104927-...)")]
+    ExposureName { hdu: String },
+    #[error("{hdu}: exposure HDU without EXTNAME")]
+    NoExtname { hdu: String },
+    #[error("{hdu} is {found_rows}×{found_cols} but FLUX is {rows}×{cols}")]
+    Shape {
+        hdu: String,
+        found_rows: usize,
+        found_cols: usize,
+        rows: usize,
+        cols: usize,
+    },
+    #[error("HDU 5 (PLUGMAP): {0}")]
+    Plugmap(&'static str),
+    #[error("HDU 5 (PLUGMAP) has {rows} rows for {fibers} fibers")]
+    PlugmapRows { rows: usize, fibers: usize },
+}
+
 /// A problem with one input file: the file and what is wrong.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{}: {message}", file.display())]
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {problem}", file.display())]
 pub struct InputError {
     pub file: PathBuf,
-    pub message: String,
+    pub problem: Problem,
 }
 
 impl InputError {
-    pub fn new(file: &Path, message: impl Into<String>) -> Self {
+    pub fn new(file: &Path, problem: impl Into<Problem>) -> Self {
         Self {
             file: file.to_path_buf(),
-            message: message.into(),
+            problem: problem.into(),
         }
     }
 }
 
 type Result<T> = std::result::Result<T, InputError>;
 
-fn ctx(file: &Path) -> impl Fn(FitsError) -> InputError + '_ {
-    move |e| InputError::new(file, e.0)
+fn ctx<E: Into<Problem>>(file: &Path) -> impl Fn(E) -> InputError + '_ {
+    move |e| InputError::new(file, e)
 }
 
 /// One exposure of one camera of one fiber.
@@ -77,7 +143,7 @@ pub struct Exposure {
     pub arm: Arm,
     pub spectrograph: i64,
     pub extname: String,
-    pub records: Vec<ExposureRecord>,
+    pub data: ExposureColumns,
 }
 
 /// Everything one input file contributes to its plate-MJD.
@@ -92,6 +158,21 @@ pub struct Contribution {
     pub tables: Vec<(PlateTable, Table)>,
 }
 
+/// The plate-MJD of a primary header (PLATEID, MJD), range checked.
+fn header_plate_mjd(f: &mut Fits, path: &Path) -> Result<PlateMjd> {
+    let plate = f.require_i64(key::PLATEID).map_err(ctx(path))?;
+    let mjd = f.require_i64(key::MJD).map_err(ctx(path))?;
+    PlateMjd::checked(plate, mjd).map_err(|source| {
+        InputError::new(
+            path,
+            Problem::Key {
+                hdu: "HDU 0".into(),
+                source,
+            },
+        )
+    })
+}
+
 /// Reads the plate-MJD (and fiber, for spec files) an input belongs to: from the pipeline file
 /// name when it has one, else from its primary header.
 pub fn identify(path: &Path, kind: InputKind) -> Result<(PlateMjd, Option<i32>)> {
@@ -100,25 +181,40 @@ pub fn identify(path: &Path, kind: InputKind) -> Result<(PlateMjd, Option<i32>)>
     }
     let mut f = Fits::open(path).map_err(ctx(path))?;
     f.select(0).map_err(ctx(path))?;
-    let plate = f.require_i64(key::PLATEID).map_err(ctx(path))? as i32;
-    let mjd = f.require_i64(key::MJD).map_err(ctx(path))? as i32;
+    let pm = header_plate_mjd(&mut f, path)?;
     let fiber = match kind {
-        InputKind::Spec => Some(f.require_i64(key::FIBERID).map_err(ctx(path))? as i32),
+        InputKind::Spec => {
+            let fiber = f.require_i64(key::FIBERID).map_err(ctx(path))?;
+            let id = FiberId::checked(pm.plate.into(), pm.mjd.into(), fiber).map_err(|source| {
+                InputError::new(
+                    path,
+                    Problem::Key {
+                        hdu: "HDU 0".into(),
+                        source,
+                    },
+                )
+            })?;
+            Some(id.fiber)
+        }
         _ => None,
     };
-    Ok((PlateMjd { plate, mjd }, fiber))
+    Ok((pm, fiber))
 }
 
+/// (plate-MJD, fiber) from a pipeline file name, when it is one with in-range numbers.
 fn parse_pipeline_name(path: &Path, kind: InputKind) -> Option<(PlateMjd, Option<i32>)> {
     let name = path.file_name()?.to_str()?;
     let stem = name.split('.').next()?;
-    let mut parts = stem.split('-').skip(1).map(|p| p.parse::<i32>().ok());
+    let mut parts = stem.split('-').skip(1).map(|p| p.parse::<i64>().ok());
     let plate = parts.next()??;
     let mjd = parts.next()??;
     let fiber = parts.next().flatten();
-    let pm = PlateMjd { plate, mjd };
+    let pm = PlateMjd::checked(plate, mjd).ok()?;
     match kind {
-        InputKind::Spec => fiber.map(|f| (pm, Some(f))),
+        InputKind::Spec => {
+            let id = FiberId::checked(plate, mjd, fiber?).ok()?;
+            Some((pm, Some(id.fiber)))
+        }
         InputKind::Plate | InputKind::Zbest | InputKind::Zline => Some((pm, None)),
         InputKind::SpAll => None,
     }
@@ -133,22 +229,32 @@ pub fn decode_spec(path: &Path, expected: FiberId) -> Result<Contribution> {
     check_identity(&mut f, path, expected)?;
     let flux_unit = f.key_str(key::BUNIT).map_err(&e)?;
 
-    f.select_named(hdu::COADD.0, hdu::COADD.1).map_err(&e)?;
+    select_required(&mut f, path, hdu::COADD, "")?;
     let coadd_table = read_table(&mut f, path)?;
-    let coadd = coadd_records(&coadd_table)
-        .map_err(|m| InputError::new(path, format!("{}: {m}", f.hdu_label())))?;
+    let coadd = coadd_records(&coadd_table, &f.hdu_label()).map_err(ctx(path))?;
 
-    let spall = match f.select_named(hdu::SPALL.0, hdu::SPALL.1) {
-        Ok(_) => read_table(&mut f, path)?,
-        Err(_) => {
-            f.select_named(hdu::SPECOBJ.0, hdu::SPECOBJ.1)
-                .map_err(|_| InputError::new(path, "HDU 2 (SPALL or SPECOBJ) is missing"))?;
+    let spall = match f.select_named(hdu::SPALL.0, hdu::SPALL.1).map_err(&e)? {
+        Some(_) => read_table(&mut f, path)?,
+        None => {
+            if f.select_named(hdu::SPECOBJ.0, hdu::SPECOBJ.1)
+                .map_err(&e)?
+                .is_none()
+            {
+                return Err(InputError::new(
+                    path,
+                    Problem::MissingHdu {
+                        name: "SPALL or SPECOBJ",
+                        position: 2,
+                        why: "",
+                    },
+                ));
+            }
             read_table(&mut f, path)?
         }
     };
     let mut tables = vec![(PlateTable::Spall, spall)];
     if f.num_hdus() > hdu::SPZLINE.1 {
-        f.select_named(hdu::SPZLINE.0, hdu::SPZLINE.1).map_err(&e)?;
+        select_required(&mut f, path, hdu::SPZLINE, "")?;
         tables.push((PlateTable::Zline, read_table(&mut f, path)?));
     }
 
@@ -156,18 +262,13 @@ pub fn decode_spec(path: &Path, expected: FiberId) -> Result<Contribution> {
     for i in hdu::FIRST_EXPOSURE..f.num_hdus() {
         f.select(i).map_err(&e)?;
         let label = f.hdu_label();
-        let name = f.extname().ok_or_else(|| {
-            InputError::new(path, format!("{label}: exposure HDU without EXTNAME"))
-        })?;
-        let (arm, spectrograph, expid) = parse_exposure_name(&name).ok_or_else(|| {
-            InputError::new(
-                path,
-                format!("{label}: not an exposure name (expected e.g. B1-00104927-...)"),
-            )
-        })?;
+        let name = f
+            .extname()
+            .ok_or_else(|| InputError::new(path, Problem::NoExtname { hdu: label.clone() }))?;
+        let (arm, spectrograph, expid) = parse_exposure_name(&name)
+            .ok_or_else(|| InputError::new(path, Problem::ExposureName { hdu: label.clone() }))?;
         let table = read_table(&mut f, path)?;
-        let records =
-            exposure_records(&table).map_err(|m| InputError::new(path, format!("{label}: {m}")))?;
+        let data = exposure_columns(&table, &label).map_err(ctx(path))?;
         exposures.push((
             expected.fiber,
             Exposure {
@@ -175,7 +276,7 @@ pub fn decode_spec(path: &Path, expected: FiberId) -> Result<Contribution> {
                 arm,
                 spectrograph,
                 extname: name,
-                records,
+                data,
             },
         ));
     }
@@ -188,21 +289,41 @@ pub fn decode_spec(path: &Path, expected: FiberId) -> Result<Contribution> {
     })
 }
 
+/// Selects a named HDU that must be there; a missing one is an error saying so.
+fn select_required(
+    f: &mut Fits,
+    path: &Path,
+    (name, position): (&'static str, usize),
+    why: &'static str,
+) -> Result<()> {
+    match f.select_named(name, position).map_err(ctx(path))? {
+        Some(_) => Ok(()),
+        None => Err(InputError::new(
+            path,
+            Problem::MissingHdu {
+                name,
+                position,
+                why,
+            },
+        )),
+    }
+}
+
 /// Checks the primary header agrees with the plate-MJD-fiber the file was filed under.
 fn check_identity(f: &mut Fits, path: &Path, expected: FiberId) -> Result<()> {
-    let e = ctx(path);
-    let plate = f.require_i64(key::PLATEID).map_err(&e)? as i32;
-    let mjd = f.require_i64(key::MJD).map_err(&e)? as i32;
+    let pm = header_plate_mjd(f, path)?;
     let fiber = f
         .key_i64(key::FIBERID)
-        .map_err(&e)?
-        .map(|v| v as i32)
-        .unwrap_or(expected.fiber);
-    let found = FiberId::new(plate, mjd, fiber);
-    if found != expected {
+        .map_err(ctx(path))?
+        .unwrap_or(expected.fiber.into());
+    let found = format!("{pm}-{fiber}");
+    if found != expected.to_string() {
         return Err(InputError::new(
             path,
-            format!("the header says {found} but the file name says {expected}"),
+            Problem::Identity {
+                header: found,
+                name: expected.to_string(),
+            },
         ));
     }
     Ok(())
@@ -210,28 +331,38 @@ fn check_identity(f: &mut Fits, path: &Path, expected: FiberId) -> Result<()> {
 
 fn read_table(f: &mut Fits, path: &Path) -> Result<Table> {
     if f.select(f.current()).map_err(ctx(path))? != HduKind::Table {
-        let label = f.hdu_label();
         return Err(InputError::new(
             path,
-            format!("{label} is an image, expected a table"),
+            Problem::NotATable { hdu: f.hdu_label() },
         ));
     }
     f.read_table().map_err(ctx(path))
 }
 
-fn required<T>(v: Option<T>, name: &str, kind: &str) -> std::result::Result<T, String> {
-    v.ok_or_else(|| format!("column {name} is missing or is not {kind}"))
+fn required<T>(
+    v: Option<T>,
+    hdu: &str,
+    column: &'static str,
+    kind: &'static str,
+) -> std::result::Result<T, Problem> {
+    v.ok_or_else(|| Problem::Column {
+        hdu: hdu.to_string(),
+        column,
+        kind,
+    })
 }
 
-fn coadd_records(t: &Table) -> std::result::Result<Vec<CoaddRecord>, String> {
-    let loglam = required(t.f32_column(col::LOGLAM), col::LOGLAM, "float32")?;
-    let flux = required(t.f32_column(col::FLUX), col::FLUX, "float32")?;
-    let ivar = required(t.f32_column(col::IVAR), col::IVAR, "float32")?;
-    let and_mask = required(t.i32_column(col::AND_MASK), col::AND_MASK, "int32")?;
-    let or_mask = required(t.i32_column(col::OR_MASK), col::OR_MASK, "int32")?;
-    let wdisp = required(t.f32_column(col::WDISP), col::WDISP, "float32")?;
-    let sky = required(t.f32_column(col::SKY), col::SKY, "float32")?;
-    let model = required(t.f32_column(col::MODEL), col::MODEL, "float32")?;
+fn coadd_records(t: &Table, hdu: &str) -> std::result::Result<Vec<CoaddRecord>, Problem> {
+    let f32s = |name| required(t.f32_column(name), hdu, name, "float32");
+    let i32s = |name| required(t.i32_column(name), hdu, name, "int32");
+    let loglam = f32s(col::LOGLAM)?;
+    let flux = f32s(col::FLUX)?;
+    let ivar = f32s(col::IVAR)?;
+    let and_mask = i32s(col::AND_MASK)?;
+    let or_mask = i32s(col::OR_MASK)?;
+    let wdisp = f32s(col::WDISP)?;
+    let sky = f32s(col::SKY)?;
+    let model = f32s(col::MODEL)?;
     Ok((0..t.num_rows())
         .map(|i| CoaddRecord {
             wave: wave_from_loglam(loglam[i] as f64),
@@ -246,27 +377,52 @@ fn coadd_records(t: &Table) -> std::result::Result<Vec<CoaddRecord>, String> {
         .collect())
 }
 
-fn exposure_records(t: &Table) -> std::result::Result<Vec<ExposureRecord>, String> {
-    let loglam = required(t.f32_column(col::LOGLAM), col::LOGLAM, "float32")?;
-    let flux = required(t.f32_column(col::FLUX), col::FLUX, "float32")?;
-    let ivar = required(t.f32_column(col::IVAR), col::IVAR, "float32")?;
-    let mask = required(t.i32_column(col::MASK), col::MASK, "int32")?;
-    let wdisp = required(t.f32_column(col::WDISP), col::WDISP, "float32")?;
-    let sky = required(t.f32_column(col::SKY), col::SKY, "float32")?;
-    let x = required(t.f32_column(col::X), col::X, "float32")?;
-    let calib = required(t.f32_column(col::CALIB), col::CALIB, "float32")?;
-    Ok((0..t.num_rows())
-        .map(|i| ExposureRecord {
-            wave: wave_from_loglam(loglam[i] as f64),
-            flux: flux[i],
-            ivar: ivar[i],
-            mask: mask[i],
-            wavedisp: wdisp[i],
-            sky: sky[i],
-            x: x[i],
-            calib: calib[i],
-        })
-        .collect())
+/// The FITS column each exposure field comes from (WAVE is computed from LOGLAM).
+fn exposure_source(f: ExposureField) -> &'static str {
+    match f {
+        ExposureField::Wave => col::LOGLAM,
+        ExposureField::Flux => col::FLUX,
+        ExposureField::Ivar => col::IVAR,
+        ExposureField::Mask => col::MASK,
+        ExposureField::Wavedisp => col::WDISP,
+        ExposureField::Sky => col::SKY,
+        ExposureField::X => col::X,
+        ExposureField::Calib => col::CALIB,
+    }
+}
+
+/// The fields an exposure HDU has, exactly as it has them: LOGLAM and FLUX are required, every
+/// other field is kept when its column exists (and must then have the right type). Pixels keep the
+/// file's order (SDSS-I/II exposures run in decreasing wavelength).
+fn exposure_columns(t: &Table, hdu: &str) -> std::result::Result<ExposureColumns, Problem> {
+    let mut fields = FieldSet::default();
+    let mut columns = Vec::new();
+    for f in ExposureField::ALL {
+        let name = exposure_source(f);
+        let present = t.column_index(name).is_some();
+        let needed = matches!(f, ExposureField::Wave | ExposureField::Flux);
+        if !present && !needed {
+            continue;
+        }
+        let values: Vec<u32> = if f.is_int() {
+            required(t.i32_column(name), hdu, name, "int32")?
+                .into_iter()
+                .map(|v| v as u32)
+                .collect()
+        } else {
+            let v = required(t.f32_column(name), hdu, name, "float32")?;
+            match f {
+                ExposureField::Wave => v
+                    .iter()
+                    .map(|&l| wave_from_loglam(l as f64).to_bits())
+                    .collect(),
+                _ => v.iter().map(|x| x.to_bits()).collect(),
+            }
+        };
+        fields = fields.with(f);
+        columns.push(values);
+    }
+    Ok(ExposureColumns { fields, columns })
 }
 
 /// `B1-00104927-00104934-00104935` → (Blue, 1, 104927).
@@ -290,19 +446,21 @@ pub fn decode_plate(path: &Path, pm: PlateMjd) -> Result<Contribution> {
     let mut f = Fits::open(path).map_err(&e)?;
     f.select(0).map_err(&e)?;
     let header = f.header_cards().map_err(&e)?;
-    let plate = f.require_i64(key::PLATEID).map_err(&e)? as i32;
-    let mjd = f.require_i64(key::MJD).map_err(&e)? as i32;
-    if (PlateMjd { plate, mjd }) != pm {
+    let found = header_plate_mjd(&mut f, path)?;
+    if found != pm {
         return Err(InputError::new(
             path,
-            format!("the header says {plate}-{mjd} but the file name says {pm}"),
+            Problem::Identity {
+                header: found.to_string(),
+                name: pm.to_string(),
+            },
         ));
     }
     let coeff0 = f.require_f64(key::COEFF0).map_err(&e)?;
     let coeff1 = f.require_f64(key::COEFF1).map_err(&e)?;
     let flux_unit = f.key_str(key::BUNIT).map_err(&e)?;
     // Check every HDU is there before reading the large images.
-    for (name, pos) in [
+    for h in [
         hdu::IVAR,
         hdu::ANDMASK,
         hdu::ORMASK,
@@ -310,45 +468,51 @@ pub fn decode_plate(path: &Path, pm: PlateMjd) -> Result<Contribution> {
         hdu::PLUGMAP,
         hdu::SKY,
     ] {
-        f.select_named(name, pos).map_err(|_| {
-            InputError::new(
-                path,
-                format!("HDU {pos} ({name}) is missing: not a complete spPlate"),
-            )
-        })?;
+        select_required(&mut f, path, h, ": not a complete spPlate")?;
     }
     f.select(0).map_err(&e)?;
     let (flux, nfiber, npix) = f.image_f32().map_err(&e)?;
-    let image_f32 = |f: &mut Fits, (name, pos): (&str, usize)| -> Result<Vec<f32>> {
-        f.select_named(name, pos).map_err(&e)?;
+    let image_f32 = |f: &mut Fits, h: (&'static str, usize)| -> Result<Vec<f32>> {
+        select_required(f, path, h, "")?;
         let (data, rows, cols) = f.image_f32().map_err(&e)?;
-        same_shape(path, name, (rows, cols), (nfiber, npix))?;
+        same_shape(path, f, (rows, cols), (nfiber, npix))?;
         Ok(data)
     };
     let ivar = image_f32(&mut f, hdu::IVAR)?;
     let wavedisp = image_f32(&mut f, hdu::WAVEDISP)?;
     let sky = image_f32(&mut f, hdu::SKY)?;
-    let image_i32 = |f: &mut Fits, (name, pos): (&str, usize)| -> Result<Vec<i32>> {
-        f.select_named(name, pos).map_err(&e)?;
+    let image_i32 = |f: &mut Fits, h: (&'static str, usize)| -> Result<Vec<i32>> {
+        select_required(f, path, h, "")?;
         let (data, rows, cols) = f.image_i32().map_err(&e)?;
-        same_shape(path, name, (rows, cols), (nfiber, npix))?;
+        same_shape(path, f, (rows, cols), (nfiber, npix))?;
         Ok(data)
     };
     let and_mask = image_i32(&mut f, hdu::ANDMASK)?;
     let or_mask = image_i32(&mut f, hdu::ORMASK)?;
-    f.select_named(hdu::PLUGMAP.0, hdu::PLUGMAP.1).map_err(&e)?;
+    select_required(&mut f, path, hdu::PLUGMAP, "")?;
     let plugmap = read_table(&mut f, path)?;
     let fibers = plugmap
         .fiber_ids()
-        .ok_or_else(|| InputError::new(path, "HDU 5 (PLUGMAP): column FIBERID is missing"))?;
+        .ok_or_else(|| InputError::new(path, Problem::Plugmap("column FIBERID is missing")))?;
     if fibers.len() != nfiber {
         return Err(InputError::new(
             path,
-            format!(
-                "HDU 5 (PLUGMAP) has {} rows for {nfiber} fibers",
-                fibers.len()
-            ),
+            Problem::PlugmapRows {
+                rows: fibers.len(),
+                fibers: nfiber,
+            },
         ));
+    }
+    for &fiber in &fibers {
+        FiberId::checked(pm.plate.into(), pm.mjd.into(), fiber.into()).map_err(|source| {
+            InputError::new(
+                path,
+                Problem::Key {
+                    hdu: "HDU 5 (PLUGMAP)".into(),
+                    source,
+                },
+            )
+        })?;
     }
     drop(f);
 
@@ -398,17 +562,20 @@ pub fn decode_plate(path: &Path, pm: PlateMjd) -> Result<Contribution> {
 
 fn same_shape(
     path: &Path,
-    name: &str,
+    f: &mut Fits,
     found: (usize, usize),
     expected: (usize, usize),
 ) -> Result<()> {
     if found != expected {
         return Err(InputError::new(
             path,
-            format!(
-                "HDU {name} is {}×{} but FLUX is {}×{}",
-                found.0, found.1, expected.0, expected.1
-            ),
+            Problem::Shape {
+                hdu: f.hdu_label(),
+                found_rows: found.0,
+                found_cols: found.1,
+                rows: expected.0,
+                cols: expected.1,
+            },
         ));
     }
     Ok(())
@@ -447,7 +614,7 @@ pub fn decode_zbest(
     }
     f.select(hdu::ZBEST_MODEL).map_err(&e)?;
     let (model, rows, cols) = f.image_f32().map_err(&e)?;
-    same_shape(path, "2 (MODEL)", (rows, cols), shape)?;
+    same_shape(path, &mut f, (rows, cols), shape)?;
     Ok((table, Some(model)))
 }
 
@@ -471,9 +638,12 @@ pub fn decode_companion(path: &Path, kind: InputKind) -> Result<Contribution> {
 }
 
 /// The (PLATE, MJD, FIBERID) index of an spAll file, read column by column (cheap on large files).
+/// Rows whose numbers are out of range cannot belong to a store fiber and are left out.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SpAllIndex {
+    #[serde(with = "crate::plan::path_bytes")]
     pub path: PathBuf,
-    pub rows: Vec<(FiberId, usize)>,
+    pub rows: Vec<(FiberId, u64)>,
 }
 
 impl SpAllIndex {
@@ -485,17 +655,21 @@ impl SpAllIndex {
         let mjd = f.int_column(col::MJD).map_err(&e)?;
         let fiber = f.int_column(col::FIBERID).map_err(&e)?;
         let rows = (0..plate.len())
-            .map(|i| {
-                (
-                    FiberId::new(plate[i] as i32, mjd[i] as i32, fiber[i] as i32),
-                    i,
-                )
+            .filter_map(|i| {
+                FiberId::checked(plate[i], mjd[i], fiber[i])
+                    .ok()
+                    .map(|id| (id, i as u64))
             })
             .collect();
         Ok(Self {
             path: path.to_path_buf(),
             rows,
         })
+    }
+
+    /// Keeps only the rows of these plate-MJDs (what the plan needs to carry to every rank).
+    pub fn retain_plate_mjds(&mut self, keep: &std::collections::BTreeSet<PlateMjd>) {
+        self.rows.retain(|(id, _)| keep.contains(&id.plate_mjd()));
     }
 
     /// Reads the full rows for these fibers (those present in the file).
@@ -508,7 +682,7 @@ impl SpAllIndex {
             .rows
             .iter()
             .filter(|(id, _)| fibers.contains(id))
-            .map(|&(_, r)| r)
+            .map(|&(_, r)| r as usize)
             .collect();
         f.read_table_rows(&layout, &rows).map_err(&e)
     }
@@ -544,6 +718,9 @@ mod tests {
                 Some(2)
             ))
         );
+        // Out-of-range numbers in a name are not trusted: the header decides (and is checked).
+        let big = Path::new("/x/spec-99999999999-55240-0002.fits");
+        assert_eq!(parse_pipeline_name(big, InputKind::Spec), None);
         assert_eq!(
             parse_exposure_name("B1-00104927-00104934-00104935"),
             Some((Arm::Blue, 1, 104927))

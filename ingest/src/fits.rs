@@ -1,18 +1,69 @@
 //! A thin reader over cfitsio for what the ingest needs: HDUs by name or position, header cards,
-//! whole images, and binary tables read as raw rows then converted to packed native-endian rows.
+//! images, and binary tables read as raw rows then converted to packed native-endian rows.
+//!
+//! Nothing in a header is trusted: every HDU's announced data must lie inside the file before a byte
+//! of it is read or allocated, bytes after the last complete HDU (a truncated header) are an error,
+//! and data is read in bounded blocks.
 
 use std::ffi::{CStr, CString};
-use std::os::raw::{c_char, c_int, c_long};
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::os::raw::{c_char, c_int, c_long, c_void};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use fitsio::FitsFile;
 use fitsio_sys as sys;
 use store::{AttrValue, Column, ScalarKind, Table};
 
 /// What went wrong reading a FITS file, without the file name (the caller adds it).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct FitsError(pub String);
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FitsError {
+    #[error("cannot open as FITS: {0}")]
+    Open(String),
+    #[error("{what}: {text} (cfitsio status {status})")]
+    Status {
+        what: String,
+        status: c_int,
+        text: String,
+    },
+    #[error("HDU {index} is missing (the file has {count} HDUs)")]
+    NoSuchHdu { index: usize, count: usize },
+    #[error("{hdu}: keyword {key} is missing")]
+    MissingKey { hdu: String, key: String },
+    #[error("{hdu}: keyword {key} = {value}: {why}")]
+    BadKey {
+        hdu: String,
+        key: String,
+        value: String,
+        why: &'static str,
+    },
+    #[error("{hdu}: the header announces {announced} bytes of data but the file ends {available} bytes after the header (truncated file or a corrupt NAXIS)")]
+    DataBeyondEnd {
+        hdu: String,
+        announced: u64,
+        available: u64,
+    },
+    #[error("the file continues for {extra} bytes after its last complete HDU ({last}): a truncated or corrupt HDU")]
+    TrailingBytes { last: String, extra: u64 },
+    #[error("{hdu}: expected {expected}, found {found}")]
+    Unexpected {
+        hdu: String,
+        expected: &'static str,
+        found: String,
+    },
+    #[error("{hdu}: column {column}: {why}")]
+    Column {
+        hdu: String,
+        column: String,
+        why: String,
+    },
+    #[error("{hdu}: columns add up to {columns} bytes but NAXIS1 is {naxis1}")]
+    RowWidth {
+        hdu: String,
+        columns: usize,
+        naxis1: usize,
+    },
+}
 
 pub type Result<T> = std::result::Result<T, FitsError>;
 
@@ -29,6 +80,10 @@ const TLONGLONG: c_int = 81;
 const TDOUBLE: c_int = 82;
 const IMAGE_HDU: c_int = 0;
 const KEY_NOT_FOUND: c_int = 202;
+const READONLY: c_int = 0;
+
+/// Elements read by one cfitsio call: memory grows with what the file really holds.
+const READ_BLOCK: usize = 1 << 20;
 
 /// Header keys that describe the FITS structure, not the data: never copied as attributes.
 const STRUCTURAL_KEYS: &[&str] = &[
@@ -43,12 +98,22 @@ pub enum HduKind {
     Table,
 }
 
+/// A FITS file held in memory for cfitsio (fuzzing, tests): the buffer and its size must stay at
+/// fixed addresses while cfitsio holds pointers to them.
+struct MemFile {
+    _bytes: Vec<u8>,
+    ptr: *mut c_void,
+    size: usize,
+}
+
 /// One open FITS file; never opened for writing.
 pub struct Fits {
     file: FitsFile,
-    path: PathBuf,
     num_hdus: usize,
     current: usize,
+    /// Logical (uncompressed) size of the file in bytes.
+    size: u64,
+    _memory: Option<Box<MemFile>>,
 }
 
 fn status_text(status: c_int) -> String {
@@ -65,11 +130,11 @@ fn check(status: c_int, what: impl FnOnce() -> String) -> Result<()> {
     if status == 0 {
         Ok(())
     } else {
-        Err(FitsError(format!(
-            "{}: {} (cfitsio status {status})",
-            what(),
-            status_text(status)
-        )))
+        Err(FitsError::Status {
+            what: what(),
+            status,
+            text: status_text(status),
+        })
     }
 }
 
@@ -77,32 +142,108 @@ fn cstring(s: &str) -> CString {
     CString::new(s).unwrap_or_default()
 }
 
+/// Serialises cfitsio use when the system library was built without `--enable-reentrant`; hold it
+/// while decoding one file (nested opens in one thread are fine: the guard covers them all).
+pub fn cfitsio_guard() -> Option<MutexGuard<'static, ()>> {
+    static REENTRANT: OnceLock<bool> = OnceLock::new();
+    static LOCK: Mutex<()> = Mutex::new(());
+    // SAFETY: fits_is_reentrant only reads a compile-time constant of the library.
+    let reentrant = *REENTRANT.get_or_init(|| unsafe { sys::fits_is_reentrant() } != 0);
+    (!reentrant).then(|| LOCK.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// Logical size of a file as cfitsio sees it: gzip files are read uncompressed (ISIZE trailer).
+fn logical_size(path: &Path) -> std::io::Result<u64> {
+    let len = std::fs::metadata(path)?.len();
+    let mut f = std::fs::File::open(path)?;
+    let mut magic = [0u8; 2];
+    if f.read_exact(&mut magic).is_err() || magic != [0x1f, 0x8b] || len < 18 {
+        return Ok(len);
+    }
+    use std::io::Seek;
+    f.seek(std::io::SeekFrom::End(-4))?;
+    let mut isize = [0u8; 4];
+    f.read_exact(&mut isize)?;
+    Ok(u32::from_le_bytes(isize) as u64)
+}
+
 impl Fits {
     /// Opens a FITS file (plain or gzip-compressed) read-only.
     pub fn open(path: &Path) -> Result<Self> {
-        let file =
-            FitsFile::open(path).map_err(|e| FitsError(format!("cannot open as FITS: {e}")))?;
+        let size = logical_size(path).map_err(|e| FitsError::Open(e.to_string()))?;
+        let file = FitsFile::open(path).map_err(|e| FitsError::Open(e.to_string()))?;
+        Self::from_file(file, size, None)
+    }
+
+    /// Opens a FITS file held in memory (read-only).
+    pub fn open_memory(bytes: Vec<u8>) -> Result<Self> {
+        let mut mem = Box::new(MemFile {
+            size: bytes.len(),
+            ptr: std::ptr::null_mut(),
+            _bytes: bytes,
+        });
+        mem.ptr = mem._bytes.as_mut_ptr().cast();
+        let size = mem.size as u64;
+        let mut fptr: *mut sys::fitsfile = std::ptr::null_mut();
+        let mut status = 0;
+        let name = cstring("memory.fits");
+        // SAFETY: the buffer pointer and size live in the box, which the Fits keeps until after the
+        // file is closed (field order: `file` drops first); read-only, so no reallocation.
+        unsafe {
+            sys::ffomem(
+                &mut fptr,
+                name.as_ptr(),
+                READONLY,
+                &mut mem.ptr,
+                &mut mem.size,
+                0,
+                None,
+                &mut status,
+            )
+        };
+        check(status, || "cannot open as FITS".into())?;
+        // SAFETY: a valid handle just opened read-only.
+        let file = unsafe { FitsFile::from_raw(fptr, fitsio::FileOpenMode::READONLY) }
+            .map_err(|e| FitsError::Open(e.to_string()))?;
+        Self::from_file(file, size, Some(mem))
+    }
+
+    fn from_file(file: FitsFile, size: u64, memory: Option<Box<MemFile>>) -> Result<Self> {
         let mut fits = Self {
             file,
-            path: path.to_path_buf(),
             num_hdus: 0,
             current: 0,
+            size,
+            _memory: memory,
         };
         let mut n: c_int = 0;
         let mut status = 0;
         // SAFETY: valid open file handle.
         unsafe { sys::ffthdu(fits.raw(), &mut n, &mut status) };
         check(status, || "cannot count HDUs".into())?;
-        fits.num_hdus = n as usize;
+        fits.num_hdus = n.max(0) as usize;
+        if fits.num_hdus == 0 {
+            return Err(FitsError::Open("no HDU".into()));
+        }
+        // Bytes after the last complete HDU are an HDU cut inside its header.
+        fits.select(fits.num_hdus - 1)?;
+        let (_, end) = fits.data_extent()?;
+        if fits.size > end {
+            return Err(FitsError::TrailingBytes {
+                last: fits.hdu_label(),
+                extra: fits.size - end,
+            });
+        }
         Ok(fits)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     pub fn num_hdus(&self) -> usize {
         self.num_hdus
+    }
+
+    /// Current HDU index (0 = primary).
+    pub fn current(&self) -> usize {
+        self.current
     }
 
     fn raw(&mut self) -> *mut sys::fitsfile {
@@ -110,13 +251,26 @@ impl Fits {
         unsafe { self.file.as_raw() }
     }
 
-    /// Makes HDU `index` (0 = primary) current.
+    /// (data start, data end with padding) of the current HDU, as byte offsets.
+    fn data_extent(&mut self) -> Result<(u64, u64)> {
+        let (mut head, mut start, mut end) = (0i64, 0i64, 0i64);
+        let mut status = 0;
+        // SAFETY: valid handle, out-parameters of the right type.
+        unsafe { sys::ffghadll(self.raw(), &mut head, &mut start, &mut end, &mut status) };
+        check(status, || {
+            format!("HDU {}: cannot locate its data", self.current)
+        })?;
+        Ok((start.max(0) as u64, end.max(0) as u64))
+    }
+
+    /// Makes HDU `index` (0 = primary) current, after checking that the data its header announces
+    /// lies inside the file.
     pub fn select(&mut self, index: usize) -> Result<HduKind> {
         if index >= self.num_hdus {
-            return Err(FitsError(format!(
-                "HDU {index} is missing (the file has {} HDUs)",
-                self.num_hdus
-            )));
+            return Err(FitsError::NoSuchHdu {
+                index,
+                count: self.num_hdus,
+            });
         }
         let mut kind: c_int = 0;
         let mut status = 0;
@@ -124,6 +278,16 @@ impl Fits {
         unsafe { sys::ffmahd(self.raw(), index as c_int + 1, &mut kind, &mut status) };
         check(status, || format!("cannot move to HDU {index}"))?;
         self.current = index;
+        let announced = self.announced_data_bytes()?;
+        let (start, _) = self.data_extent()?;
+        let available = self.size.saturating_sub(start);
+        if announced > available {
+            return Err(FitsError::DataBeyondEnd {
+                hdu: self.hdu_label(),
+                announced,
+                available,
+            });
+        }
         Ok(if kind == IMAGE_HDU {
             HduKind::Image
         } else {
@@ -131,9 +295,42 @@ impl Fits {
         })
     }
 
-    /// Current HDU index (0 = primary).
-    pub fn current(&self) -> usize {
-        self.current
+    /// Bytes of data the current header announces (without the padding to 2880 bytes):
+    /// |BITPIX|/8 × GCOUNT × (PCOUNT + NAXIS1 × … × NAXISn), in checked arithmetic.
+    fn announced_data_bytes(&mut self) -> Result<u64> {
+        let label = self.hdu_label();
+        let key = |f: &mut Self, k: &str, default: i64| f.key_i64(k).map(|v| v.unwrap_or(default));
+        let bitpix = key(self, "BITPIX", 8)?;
+        let naxis = key(self, "NAXIS", 0)?;
+        let pcount = key(self, "PCOUNT", 0)?;
+        let gcount = key(self, "GCOUNT", 1)?;
+        let bad = |k: &str, v: i64, why| FitsError::BadKey {
+            hdu: label.clone(),
+            key: k.into(),
+            value: v.to_string(),
+            why,
+        };
+        if !(0..=999).contains(&naxis) {
+            return Err(bad("NAXIS", naxis, "not a number of axes"));
+        }
+        if naxis == 0 {
+            return Ok(0);
+        }
+        let mut elements: u64 = 1;
+        for i in 1..=naxis {
+            let k = format!("NAXIS{i}");
+            let n = key(self, &k, 0)?;
+            let n = u64::try_from(n).map_err(|_| bad(&k, n, "negative"))?;
+            elements = elements
+                .checked_mul(n)
+                .ok_or_else(|| bad(&k, n as i64, "the data size overflows"))?;
+        }
+        let pcount = u64::try_from(pcount).map_err(|_| bad("PCOUNT", pcount, "negative"))?;
+        let gcount = u64::try_from(gcount).map_err(|_| bad("GCOUNT", gcount, "negative"))?;
+        (bitpix.unsigned_abs() / 8)
+            .checked_mul(gcount)
+            .and_then(|b| b.checked_mul(elements.checked_add(pcount)?))
+            .ok_or_else(|| bad("NAXIS2", 0, "the data size overflows"))
     }
 
     /// A label for the current HDU in messages: `HDU 2 (SPALL)`.
@@ -151,25 +348,24 @@ impl Fits {
 
     /// Selects the HDU named `name` (case-insensitive), or, when no HDU of the file carries that
     /// EXTNAME, the HDU at `position` if it has no EXTNAME (some writers name no extension).
-    pub fn select_named(&mut self, name: &str, position: usize) -> Result<HduKind> {
+    /// `Ok(None)` when there is no such HDU; an HDU that cannot be read is an error, not "missing".
+    pub fn select_named(&mut self, name: &str, position: usize) -> Result<Option<HduKind>> {
         for i in 1..self.num_hdus {
             self.select(i)?;
             if self
                 .extname()
                 .is_some_and(|n| n.trim().eq_ignore_ascii_case(name))
             {
-                return self.select(i);
+                return self.select(i).map(Some);
             }
         }
         if position < self.num_hdus {
             let kind = self.select(position)?;
             if self.extname().is_none() {
-                return Ok(kind);
+                return Ok(Some(kind));
             }
         }
-        Err(FitsError(format!(
-            "HDU {name} (position {position}) is missing"
-        )))
+        Ok(None)
     }
 
     /// A string keyword of the current HDU, None when absent.
@@ -233,16 +429,24 @@ impl Fits {
 
     /// An integer keyword that must be present.
     pub fn require_i64(&mut self, key: &str) -> Result<i64> {
-        let label = self.hdu_label();
-        self.key_i64(key)?
-            .ok_or_else(|| FitsError(format!("{label}: keyword {key} is missing")))
+        match self.key_i64(key)? {
+            Some(v) => Ok(v),
+            None => Err(FitsError::MissingKey {
+                hdu: self.hdu_label(),
+                key: key.into(),
+            }),
+        }
     }
 
     /// A numeric keyword that must be present.
     pub fn require_f64(&mut self, key: &str) -> Result<f64> {
-        let label = self.hdu_label();
-        self.key_f64(key)?
-            .ok_or_else(|| FitsError(format!("{label}: keyword {key} is missing")))
+        match self.key_f64(key)? {
+            Some(v) => Ok(v),
+            None => Err(FitsError::MissingKey {
+                hdu: self.hdu_label(),
+                key: key.into(),
+            }),
+        }
     }
 
     /// The data-describing cards of the current header as typed values, first occurrence of each key.
@@ -291,16 +495,17 @@ impl Fits {
         Ok(cards)
     }
 
-    /// The current image HDU as (rows, columns) and its values converted to the requested type.
+    /// The current image HDU as (rows, columns) and its values converted to the requested type,
+    /// read in blocks (the size was checked against the file in [`Fits::select`]).
     fn image<T: Default + Clone>(&mut self, datatype: c_int) -> Result<(Vec<T>, usize, usize)> {
         let label = self.hdu_label();
         let mut bitpix: c_int = 0;
         let mut naxis: c_int = 0;
-        let mut naxes: [c_long; 3] = [0; 3];
+        let mut naxes: [i64; 3] = [0; 3];
         let mut status = 0;
         // SAFETY: naxes holds 3 axes, maxaxis = 3.
         unsafe {
-            sys::ffgipr(
+            sys::ffgiprll(
                 self.raw(),
                 3,
                 &mut bitpix,
@@ -311,23 +516,34 @@ impl Fits {
         };
         check(status, || format!("{label}: cannot read image size"))?;
         if naxis != 2 {
-            return Err(FitsError(format!(
-                "{label}: expected a 2-D image, found {naxis} axes"
-            )));
+            return Err(FitsError::Unexpected {
+                hdu: label,
+                expected: "a 2-D image",
+                found: format!("{naxis} axes"),
+            });
         }
-        let (cols, rows) = (naxes[0] as usize, naxes[1] as usize);
-        let mut data = vec![T::default(); rows * cols];
-        let mut anynul = 0;
-        if !data.is_empty() {
-            // SAFETY: data holds rows × cols elements of the requested type; no null substitution.
+        let (cols, rows) = (naxes[0].max(0) as usize, naxes[1].max(0) as usize);
+        let total = cols.checked_mul(rows).ok_or_else(|| FitsError::BadKey {
+            hdu: label.clone(),
+            key: "NAXIS2".into(),
+            value: rows.to_string(),
+            why: "the image size overflows",
+        })?;
+        let mut data: Vec<T> = Vec::with_capacity(total.min(READ_BLOCK));
+        while data.len() < total {
+            let n = (total - data.len()).min(READ_BLOCK);
+            let first = data.len();
+            data.resize(first + n, T::default());
+            let mut anynul = 0;
+            // SAFETY: data[first..] holds n elements of the requested type; no null substitution.
             unsafe {
                 sys::ffgpv(
                     self.raw(),
                     datatype,
-                    1,
-                    data.len() as i64,
+                    first as i64 + 1,
+                    n as i64,
                     std::ptr::null_mut(),
-                    data.as_mut_ptr().cast(),
+                    data[first..].as_mut_ptr().cast(),
                     &mut anynul,
                     &mut status,
                 )
@@ -355,7 +571,7 @@ impl Fits {
         // SAFETY: valid handle.
         unsafe { sys::ffgnrw(self.raw(), &mut n, &mut status) };
         check(status, || "cannot count rows".into())?;
-        Ok(n as usize)
+        Ok(n.max(0) as usize)
     }
 
     /// The layout of the current binary table.
@@ -366,18 +582,21 @@ impl Fits {
         // SAFETY: valid handle.
         unsafe { sys::ffgncl(self.raw(), &mut ncols, &mut status) };
         check(status, || format!("{label}: not a table"))?;
-        let row_width = self.require_i64("NAXIS1")? as usize;
-        let mut fields = Vec::with_capacity(ncols as usize);
-        let mut fits_offset = 0;
-        for i in 1..=ncols as usize {
+        let row_width = self.require_i64("NAXIS1")?.max(0) as usize;
+        let mut fields = Vec::with_capacity(ncols.max(0) as usize);
+        let mut fits_offset = 0usize;
+        for i in 1..=ncols.max(0) as usize {
             let name = self
                 .key_str(&format!("TTYPE{i}"))?
                 .unwrap_or_else(|| format!("COL{i}"))
                 .trim()
                 .to_ascii_uppercase();
-            let tform = self
-                .key_str(&format!("TFORM{i}"))?
-                .ok_or_else(|| FitsError(format!("{label}: TFORM{i} is missing")))?;
+            let tform =
+                self.key_str(&format!("TFORM{i}"))?
+                    .ok_or_else(|| FitsError::MissingKey {
+                        hdu: label.clone(),
+                        key: format!("TFORM{i}"),
+                    })?;
             let unit = self
                 .key_str(&format!("TUNIT{i}"))?
                 .filter(|u| !u.trim().is_empty());
@@ -385,15 +604,30 @@ impl Fits {
             let scale = self.key_f64(&format!("TSCAL{i}"))?.unwrap_or(1.0);
             let (code, repeat) = self.parse_tform(&tform, &label, &name)?;
             let dims = Self::cell_dims(repeat);
-            let field = FitsField::new(name, code, repeat, dims, unit, zero, scale, fits_offset)
-                .map_err(|e| FitsError(format!("{label}: {e}")))?;
-            fits_offset += field.fits_width;
+            let field = FitsField::new(
+                name.clone(),
+                code,
+                repeat,
+                dims,
+                unit,
+                zero,
+                scale,
+                fits_offset,
+            )
+            .map_err(|why| FitsError::Column {
+                hdu: label.clone(),
+                column: name,
+                why,
+            })?;
+            fits_offset = fits_offset.saturating_add(field.fits_width);
             fields.push(field);
         }
         if fits_offset != row_width {
-            return Err(FitsError(format!(
-                "{label}: columns add up to {fits_offset} bytes but NAXIS1 is {row_width}"
-            )));
+            return Err(FitsError::RowWidth {
+                hdu: label,
+                columns: fits_offset,
+                naxis1: row_width,
+            });
         }
         let columns = fields.iter().map(|f| f.column.clone()).collect();
         Ok(TableLayout {
@@ -422,7 +656,7 @@ impl Fits {
         check(status, || {
             format!("{label}: column {name}: bad TFORM '{tform}'")
         })?;
-        Ok((code, repeat as usize))
+        Ok((code, repeat.max(0) as usize))
     }
 
     /// Cell shape: empty for scalars, else one flat axis of the repeat count. A TDIM shape (e.g.
@@ -439,17 +673,27 @@ impl Fits {
     pub fn read_table(&mut self) -> Result<Table> {
         let layout = self.table_layout()?;
         let n = self.num_rows()?;
-        let raw = self.read_raw_rows(0, n, layout.row_width)?;
-        Ok(layout.convert(&raw))
+        let rows: Vec<usize> = (0..n).collect();
+        self.read_table_rows(&layout, &rows)
     }
 
-    /// Reads the given rows (0-based, any order) of the current table.
+    /// Reads the given rows (0-based, any order) of the current table: runs of consecutive rows are
+    /// read with one call, at most [`READ_BLOCK`] bytes at a time.
     pub fn read_table_rows(&mut self, layout: &TableLayout, rows: &[usize]) -> Result<Table> {
-        let mut raw = Vec::with_capacity(rows.len() * layout.row_width);
-        for &r in rows {
-            raw.extend(self.read_raw_rows(r, 1, layout.row_width)?);
+        let mut table = layout.table.clone();
+        let width = layout.row_width.max(1);
+        let per_call = (READ_BLOCK / width).max(1);
+        let mut i = 0;
+        while i < rows.len() {
+            let mut run = 1;
+            while i + run < rows.len() && run < per_call && rows[i + run] == rows[i] + run {
+                run += 1;
+            }
+            let raw = self.read_raw_rows(rows[i], run, layout.row_width)?;
+            layout.convert_into(&raw, &mut table);
+            i += run;
         }
-        Ok(layout.convert(&raw))
+        Ok(table)
     }
 
     fn read_raw_rows(&mut self, first: usize, count: usize, width: usize) -> Result<Vec<u8>> {
@@ -484,23 +728,30 @@ impl Fits {
             .fields
             .iter()
             .position(|f| f.column.name.eq_ignore_ascii_case(name))
-            .ok_or_else(|| FitsError(format!("{label}: column {name} is missing")))?;
+            .ok_or_else(|| FitsError::Column {
+                hdu: label.clone(),
+                column: name.into(),
+                why: "missing".into(),
+            })?;
         let n = self.num_rows()?;
-        let mut out = vec![0i64; n];
-        if n > 0 {
+        let mut out: Vec<i64> = Vec::with_capacity(n.min(READ_BLOCK));
+        while out.len() < n {
+            let first = out.len();
+            let count = (n - first).min(READ_BLOCK);
+            out.resize(first + count, 0);
             let mut status = 0;
             let mut anynul = 0;
-            // SAFETY: out holds n i64 values; column numbers count from 1.
+            // SAFETY: out[first..] holds count i64 values; column numbers count from 1.
             unsafe {
                 sys::ffgcv(
                     self.raw(),
                     TLONGLONG,
                     col as c_int + 1,
+                    first as i64 + 1,
                     1,
-                    1,
-                    n as i64,
+                    count as i64,
                     std::ptr::null_mut(),
-                    out.as_mut_ptr().cast(),
+                    out[first..].as_mut_ptr().cast(),
                     &mut anynul,
                     &mut status,
                 )
@@ -511,7 +762,8 @@ impl Fits {
     }
 }
 
-/// Parses a header value string as cfitsio returns it.
+/// Parses a header value string as cfitsio returns it. Non-standard `NaN` / `Inf` values (written in
+/// the wild) become floats.
 fn parse_card_value(v: &str) -> AttrValue {
     if let Some(s) = v.strip_prefix('\'') {
         let s = s.strip_suffix('\'').unwrap_or(s);
@@ -552,12 +804,8 @@ impl FitsField {
         scale: f64,
         fits_offset: usize,
     ) -> std::result::Result<Self, String> {
-        let unsupported_scaling =
-            || format!("column {name}: TSCAL {scale} / TZERO {zero} scaling is not supported");
         if code < 0 {
-            return Err(format!(
-                "column {name}: variable-length arrays are not supported"
-            ));
+            return Err("variable-length arrays are not supported".into());
         }
         let (kind, elem, unsigned_offset) = match (code, zero) {
             (TLOGICAL, _) => (ScalarKind::Bool, 1, false),
@@ -573,14 +821,12 @@ impl FitsField {
             (TDOUBLE, _) => (ScalarKind::F64, 8, false),
             (TSTRING, _) => (ScalarKind::Str(repeat.max(1)), 1, false),
             (TBIT, _) => (ScalarKind::U8, 1, false),
-            _ => {
-                return Err(format!(
-                    "column {name}: FITS type code {code} is not supported"
-                ))
-            }
+            _ => return Err(format!("FITS type code {code} is not supported")),
         };
         if scale != 1.0 || (zero != 0.0 && !unsigned_offset) {
-            return Err(unsupported_scaling());
+            return Err(format!(
+                "TSCAL {scale} / TZERO {zero} scaling is not supported"
+            ));
         }
         let (dims, fits_width) = match code {
             TSTRING => (Vec::new(), repeat),
@@ -588,7 +834,12 @@ impl FitsField {
                 let n = repeat.div_ceil(8);
                 (vec![n], n)
             }
-            _ => (dims, repeat * elem),
+            _ => (
+                dims,
+                repeat
+                    .checked_mul(elem)
+                    .ok_or_else(|| format!("repeat count {repeat} is too large"))?,
+            ),
         };
         Ok(Self {
             column: Column {
@@ -614,12 +865,11 @@ pub struct TableLayout {
 }
 
 impl TableLayout {
-    /// Converts raw big-endian FITS rows to a table of packed native-endian rows.
-    pub fn convert(&self, raw: &[u8]) -> Table {
-        let mut table = self.table.clone();
+    /// Converts raw big-endian FITS rows to packed native-endian rows appended to `table`.
+    fn convert_into(&self, raw: &[u8], table: &mut Table) {
         let offsets = table.offsets().to_vec();
         let mut row = vec![0u8; table.row_size()];
-        for fits_row in raw.chunks_exact(self.row_width) {
+        for fits_row in raw.chunks_exact(self.row_width.max(1)) {
             for (f, &out) in self.fields.iter().zip(&offsets) {
                 let src = &fits_row[f.fits_offset..f.fits_offset + f.fits_width];
                 let dst = &mut row[out..out + f.column.size()];
@@ -627,7 +877,6 @@ impl TableLayout {
             }
             table.push_row(&row);
         }
-        table
     }
 }
 
@@ -683,6 +932,11 @@ mod tests {
             AttrValue::Float(1e-4)
         );
         assert_eq!(parse_card_value("2.5D0"), AttrValue::Float(2.5));
+        assert!(matches!(parse_card_value("NaN"), AttrValue::Float(f) if f.is_nan()));
+        assert_eq!(
+            parse_card_value("-Inf"),
+            AttrValue::Float(f64::NEG_INFINITY)
+        );
     }
 
     #[test]
@@ -708,5 +962,53 @@ mod tests {
         convert_cell(&g, &(-3i16).to_be_bytes(), &mut d2);
         assert_eq!(i16::from_ne_bytes(d2), -3);
         assert!(FitsField::new("S".into(), TFLOAT, 1, vec![], None, 1.0, 2.0, 0).is_err());
+    }
+
+    /// A primary HDU with `cards` (80 characters each, END added) and `data` bytes, padded.
+    fn fits_bytes(cards: &[&str], data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for c in cards.iter().chain(["END"].iter()) {
+            out.extend(format!("{c:<80}").bytes());
+        }
+        out.resize(out.len().div_ceil(2880) * 2880, b' ');
+        out.extend(data);
+        out.resize(out.len().div_ceil(2880) * 2880, 0);
+        out
+    }
+
+    #[test]
+    fn absurd_naxis_is_an_error_before_any_allocation() {
+        let cards = [
+            "SIMPLE  =                    T",
+            "BITPIX  =                  -32",
+            "NAXIS   =                    2",
+            "NAXIS1  =                 4600",
+            "NAXIS2  =         999999999999",
+        ];
+        let err = Fits::open_memory(fits_bytes(&cards, &[0; 64]))
+            .err()
+            .unwrap();
+        assert!(matches!(err, FitsError::DataBeyondEnd { .. }), "{err}");
+        assert!(err.to_string().contains("file ends"), "{err}");
+    }
+
+    #[test]
+    fn trailing_partial_header_is_an_error() {
+        let cards = [
+            "SIMPLE  =                    T",
+            "BITPIX  =                    8",
+            "NAXIS   =                    0",
+            "EXTEND  =                    T",
+        ];
+        let mut bytes = fits_bytes(&cards, &[]);
+        assert!(Fits::open_memory(bytes.clone()).is_ok());
+        // Half of the next HDU's header.
+        bytes.extend(format!("{:<80}", "XTENSION= 'BINTABLE'").bytes());
+        bytes.resize(bytes.len() + 800, b' ');
+        let err = Fits::open_memory(bytes).err().unwrap();
+        assert!(
+            err.to_string().contains("after its last complete HDU"),
+            "{err}"
+        );
     }
 }

@@ -4,6 +4,8 @@
 pub mod catalog_sync;
 pub mod decode;
 pub mod fits;
+pub mod job;
+pub mod lock;
 pub mod names;
 pub mod plan;
 pub mod run;

@@ -1,17 +1,37 @@
-//! Planning an ingest: finding the input files, sorting them into plate-MJD units, and dividing the
-//! units among MPI ranks by size.
+//! Planning an ingest (rank 0 alone, then broadcast): finding the input files, sorting them into
+//! plate-MJD units, and indexing spAll files; every rank then takes its share of the units by size.
+//!
+//! Discovery follows symbolic links but visits each directory and each file once (a link loop is
+//! walked once), takes only regular files, and keeps file names that are not UTF-8.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use catalog::{layout, PlateMjd};
+use model::{layout, PlateMjd};
 use rayon::prelude::*;
 
-use crate::decode::{identify, plate_siblings, InputError, InputKind, SpAllIndex};
+use crate::decode::{identify, plate_siblings, InputError, InputKind, Problem, SpAllIndex};
+
+/// Serde of a path as its raw bytes (file names need not be UTF-8).
+pub mod path_bytes {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    use std::path::PathBuf;
+
+    pub fn serialize<S: serde::Serializer>(p: &std::path::Path, s: S) -> Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(&p.as_os_str().as_bytes().to_vec(), s)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+        let bytes: Vec<u8> = serde::Deserialize::deserialize(d)?;
+        Ok(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
+    }
+}
 
 /// One input file of a unit.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct InputFile {
+    #[serde(with = "path_bytes")]
     pub path: PathBuf,
     pub kind: InputKind,
     pub fiber: Option<i32>,
@@ -19,7 +39,7 @@ pub struct InputFile {
 }
 
 /// All inputs of one plate-MJD: the unit of work and of output (one store file).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Unit {
     pub pm: PlateMjd,
     pub files: Vec<InputFile>,
@@ -31,52 +51,117 @@ impl Unit {
     }
 }
 
-/// The whole plan, identical on every rank.
+/// One failure, as reported in the summary (and carried between ranks).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Failure {
+    pub file: String,
+    pub error: String,
+}
+
+impl From<&InputError> for Failure {
+    fn from(e: &InputError) -> Self {
+        Self {
+            file: e.file.display().to_string(),
+            error: e.problem.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.file, self.error)
+    }
+}
+
+/// The whole plan, made by rank 0 and broadcast.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Plan {
     pub units: Vec<Unit>,
+    /// spAll indices, cut to the plate-MJDs of the plan and of the store.
     pub spall: Vec<SpAllIndex>,
-    pub failures: Vec<InputError>,
+    pub failures: Vec<Failure>,
     pub files_found: usize,
 }
 
 /// Lists FITS files under the given paths (directories are searched recursively, in name order).
 /// Paths given explicitly are taken whatever their name; a missing path is a failure.
 pub fn discover(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<InputError>) {
-    let mut files = Vec::new();
-    let mut failures = Vec::new();
+    let mut walk = Walk::default();
     for input in inputs {
-        if input.is_dir() {
-            walk(input, &mut files, &mut failures);
-        } else if input.is_file() {
-            files.push(input.clone());
-        } else {
-            failures.push(InputError::new(input, "no such file or directory"));
+        match std::fs::metadata(input) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => walk
+                .failures
+                .push(InputError::new(input, Problem::NoSuchFile)),
+            Err(e) => walk.failures.push(InputError::new(input, e)),
+            Ok(m) if m.is_dir() => walk.dir(input, &m),
+            Ok(m) => walk.file(input, &m),
         }
     }
-    (files, failures)
+    (walk.files, walk.failures)
 }
 
-fn walk(dir: &Path, files: &mut Vec<PathBuf>, failures: &mut Vec<InputError>) {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) => {
-            return failures.push(InputError::new(dir, format!("cannot list directory: {e}")))
+/// State of a discovery: what was found, and the (device, inode) of what was already visited.
+#[derive(Default)]
+struct Walk {
+    files: Vec<PathBuf>,
+    failures: Vec<InputError>,
+    seen_dirs: HashSet<(u64, u64)>,
+    seen_files: HashSet<(u64, u64)>,
+}
+
+impl Walk {
+    fn dir(&mut self, dir: &Path, meta: &std::fs::Metadata) {
+        if !self.seen_dirs.insert((meta.dev(), meta.ino())) {
+            return; // a link back to a directory already walked
         }
-    };
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for p in paths {
-        if p.is_dir() {
-            walk(&p, files, failures);
-        } else if is_fits_name(&p) {
-            files.push(p);
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => return self.failures.push(InputError::new(dir, e)),
+        };
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for p in paths {
+            match std::fs::metadata(&p) {
+                Ok(m) if m.is_dir() => self.dir(&p, &m),
+                Ok(m) if is_fits_name(&p) => self.file(&p, &m),
+                Ok(_) => {}
+                Err(e) if is_fits_name(&p) => self.failures.push(InputError::new(&p, e)),
+                Err(_) => {}
+            }
         }
     }
+
+    fn file(&mut self, path: &Path, meta: &std::fs::Metadata) {
+        let t = meta.file_type();
+        if !t.is_file() {
+            let what = if t.is_fifo() {
+                "a FIFO"
+            } else if t.is_socket() {
+                "a socket"
+            } else if t.is_block_device() || t.is_char_device() {
+                "a device"
+            } else {
+                "not a file"
+            };
+            return self
+                .failures
+                .push(InputError::new(path, Problem::NotRegular(what)));
+        }
+        if self.seen_files.insert((meta.dev(), meta.ino())) {
+            self.files.push(path.to_path_buf());
+        }
+    }
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn is_fits_name(p: &Path) -> bool {
-    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    let name = name.strip_suffix(".gz").unwrap_or(name);
+    let name = file_name(p);
+    let name = name.strip_suffix(".gz").unwrap_or(&name);
     name.ends_with(".fits") || name.ends_with(".fit")
 }
 
@@ -87,26 +172,32 @@ pub fn plan(files: Vec<PathBuf>, store_dir: &Path) -> Plan {
     let identified: Vec<Result<(InputFile, PlateMjd), InputError>> = files
         .par_iter()
         .filter_map(|path| {
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let Some(kind) = InputKind::from_file_name(name) else {
-                return Some(Err(InputError::new(
-                    path,
-                    "not a BOSS file name (expected spPlate-*, spec-*, spZbest-*, spZline-* or spAll*.fits)",
-                )));
+            let Some(kind) = InputKind::from_file_name(&file_name(path)) else {
+                return Some(Err(InputError::new(path, Problem::NotBossName)));
             };
             if kind == InputKind::SpAll {
                 return None;
             }
             let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-            Some(identify(path, kind).map(|(pm, fiber)| (InputFile { path: path.clone(), kind, fiber, bytes }, pm)))
+            Some(identify(path, kind).map(|(pm, fiber)| {
+                (
+                    InputFile {
+                        path: path.clone(),
+                        kind,
+                        fiber,
+                        bytes,
+                    },
+                    pm,
+                )
+            }))
         })
         .collect();
-    let mut failures = Vec::new();
+    let mut failures: Vec<Failure> = Vec::new();
     let mut by_pm: BTreeMap<PlateMjd, Vec<InputFile>> = BTreeMap::new();
     for r in identified {
         match r {
             Ok((f, pm)) => by_pm.entry(pm).or_default().push(f),
-            Err(e) => failures.push(e),
+            Err(e) => failures.push((&e).into()),
         }
     }
     // Companions next to an spPlate are read with it.
@@ -118,18 +209,14 @@ pub fn plan(files: Vec<PathBuf>, store_dir: &Path) -> Plan {
             .collect();
         unit_files.retain(|f| !siblings.contains(&f.path));
     }
-    let spall_paths: Vec<&PathBuf> = files
-        .iter()
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            InputKind::from_file_name(name) == Some(InputKind::SpAll)
-        })
-        .collect();
     let mut spall = Vec::new();
-    for path in spall_paths {
+    for path in files
+        .iter()
+        .filter(|p| InputKind::from_file_name(&file_name(p)) == Some(InputKind::SpAll))
+    {
         match SpAllIndex::read(path) {
             Ok(index) => spall.push(index),
-            Err(e) => failures.push(e),
+            Err(e) => failures.push((&e).into()),
         }
     }
     let covered: BTreeSet<PlateMjd> = spall
@@ -141,6 +228,10 @@ pub fn plan(files: Vec<PathBuf>, store_dir: &Path) -> Plan {
             by_pm.entry(pm).or_default();
         }
     }
+    let planned: BTreeSet<PlateMjd> = by_pm.keys().copied().collect();
+    for index in &mut spall {
+        index.retain_plate_mjds(&planned);
+    }
     let units = by_pm
         .into_iter()
         .map(|(pm, files)| Unit { pm, files })
@@ -150,5 +241,36 @@ pub fn plan(files: Vec<PathBuf>, store_dir: &Path) -> Plan {
         spall,
         failures,
         files_found,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_loops_fifos_and_odd_names() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("spec-3655-55240-0002.fits"), b"x").unwrap();
+        std::os::unix::fs::symlink(".", d.join("a")).unwrap();
+        std::os::unix::fs::symlink(".", d.join("b")).unwrap();
+        std::os::unix::fs::symlink("spec-3655-55240-0002.fits", d.join("spec-link.fits")).unwrap();
+        let odd = d.join(std::ffi::OsStr::from_bytes(
+            b"spec-3655-55240-0003-\xff.fits",
+        ));
+        std::fs::write(&odd, b"x").unwrap();
+        let fifo = d.join("spec-3655-55240-0004.fits");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (files, failures) = discover(&[d.to_path_buf()]);
+        assert_eq!(files.len(), 2, "{files:?}");
+        assert!(files.contains(&odd));
+        assert_eq!(failures.len(), 1);
+        assert!(failures[0].to_string().contains("FIFO"), "{}", failures[0]);
+        let (_, missing) = discover(&[d.join("nope")]);
+        assert!(missing[0].to_string().contains("no such file"));
     }
 }

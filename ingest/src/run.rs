@@ -1,36 +1,21 @@
 //! One rank's ingest: decode the files of each of its plate-MJD units on rayon threads while the
-//! main thread writes the previous unit to the store (HDF5 stays on one thread).
+//! main thread writes the previous unit to the store (HDF5 writes stay on one thread).
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::mpsc::sync_channel;
 
-use catalog::layout::PlateTable;
-use catalog::FiberId;
+use model::layout::PlateTable;
+use model::FiberId;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::decode::{
     decode_companion, decode_plate, decode_spec, Contribution, InputError, InputKind, SpAllIndex,
 };
-use crate::plan::{InputFile, Unit};
-use crate::writer::{Batch, StoreState, StoreWriter};
-
-/// One failure, as reported in the summary.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Failure {
-    pub file: String,
-    pub error: String,
-}
-
-impl From<&InputError> for Failure {
-    fn from(e: &InputError) -> Self {
-        Self {
-            file: e.file.display().to_string(),
-            error: e.message.clone(),
-        }
-    }
-}
+use crate::fits::{cfitsio_guard, Fits};
+use crate::plan::{Failure, InputFile, Unit};
+use crate::writer::{Batch, Conflict, StoreError, StoreState, StoreWriter};
 
 /// Counters of one rank (summed over ranks for the summary).
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -40,9 +25,11 @@ pub struct Counters {
     pub plate_mjds_written: u64,
     pub plate_mjds_unchanged: u64,
     pub fibers_added: u64,
+    pub coadds_replaced: u64,
     pub bytes_read: u64,
     pub bytes_written: u64,
     pub failures: Vec<Failure>,
+    pub conflicts: Vec<Conflict>,
 }
 
 impl Counters {
@@ -52,9 +39,11 @@ impl Counters {
         self.plate_mjds_written += o.plate_mjds_written;
         self.plate_mjds_unchanged += o.plate_mjds_unchanged;
         self.fibers_added += o.fibers_added;
+        self.coadds_replaced += o.coadds_replaced;
         self.bytes_read += o.bytes_read;
         self.bytes_written += o.bytes_written;
         self.failures.extend(o.failures);
+        self.conflicts.extend(o.conflicts);
     }
 }
 
@@ -64,7 +53,7 @@ struct Decoded {
     /// What the store file held before this run's additions (read once, before decoding).
     state: StoreState,
     batch: Batch,
-    failures: Vec<InputError>,
+    failures: Vec<Failure>,
     files_read: u64,
     files_skipped: u64,
     bytes_read: u64,
@@ -75,9 +64,22 @@ pub struct RunOptions<'a> {
     pub store_dir: &'a Path,
     pub fail_fast: bool,
     /// Called with each failure as soon as it is known (prints it).
-    pub on_failure: &'a (dyn Fn(&InputError) + Sync),
+    pub on_failure: &'a (dyn Fn(&Failure) + Sync),
+    /// Called with the conflicts of each plate-MJD as soon as they are known (prints them).
+    pub on_conflicts: &'a (dyn Fn(&[Conflict]) + Sync),
     /// Called after each unit with the number of files it had (drives the progress bar).
     pub on_unit_done: &'a (dyn Fn(u64) + Sync),
+}
+
+impl From<&StoreError> for Failure {
+    fn from(e: &StoreError) -> Self {
+        let text = e.to_string();
+        let (file, error) = text.split_once(": ").unwrap_or(("store", &text));
+        Self {
+            file: file.to_string(),
+            error: error.to_string(),
+        }
+    }
 }
 
 /// Ingests the given units; returns this rank's counters and whether it stopped early (fail-fast).
@@ -102,20 +104,26 @@ pub fn ingest_units(units: Vec<Unit>, spall: &[SpAllIndex], opts: &RunOptions) -
             counters.bytes_read += d.bytes_read;
             for f in &d.failures {
                 (opts.on_failure)(f);
-                counters.failures.push(f.into());
             }
+            counters.failures.extend(d.failures);
+            if !d.batch.conflicts.is_empty() {
+                (opts.on_conflicts)(&d.batch.conflicts);
+                counters.conflicts.extend(d.batch.conflicts.iter().cloned());
+            }
+            let had_failures = !counters.failures.is_empty();
             match writer.write(d.unit.pm, d.batch, &d.state) {
                 Ok(o) if o.written => {
                     counters.plate_mjds_written += 1;
                     counters.fibers_added += o.fibers_added as u64;
+                    counters.coadds_replaced += o.coadds_replaced as u64;
                     counters.bytes_written += o.bytes_written;
                 }
-                Ok(_) if d.failures.is_empty() => counters.plate_mjds_unchanged += 1,
+                Ok(_) if !had_failures => counters.plate_mjds_unchanged += 1,
                 Ok(_) => {}
                 Err(e) => {
-                    let err = InputError::new(&e.path, e.message);
-                    (opts.on_failure)(&err);
-                    counters.failures.push((&err).into());
+                    let f = Failure::from(&e);
+                    (opts.on_failure)(&f);
+                    counters.failures.push(f);
                 }
             }
             (opts.on_unit_done)(nfiles);
@@ -128,74 +136,86 @@ pub fn ingest_units(units: Vec<Unit>, spall: &[SpAllIndex], opts: &RunOptions) -
     (counters, stopped)
 }
 
-/// True when the store already holds what this file would add, so it need not be decoded.
-fn already_ingested(f: &InputFile, state: &StoreState) -> bool {
-    match f.kind {
-        InputKind::Spec => f.fiber.is_some_and(|fiber| {
-            state.fibers.contains(&fiber) && state.table_has(PlateTable::Spall, Some(fiber))
-        }),
-        InputKind::Plate => state.table_has(PlateTable::Plugmap, None),
-        InputKind::Zbest => state.table_has(PlateTable::Zbest, None),
-        InputKind::Zline | InputKind::SpAll => false,
-    }
+/// What decoding one file gave.
+enum Decode {
+    Read(Contribution),
+    /// The store already holds exactly this file's content (an spPlate ingested before).
+    AlreadyIn,
 }
 
-fn decode_file(f: &InputFile, unit: &Unit) -> Result<Contribution, InputError> {
+fn decode_file(f: &InputFile, unit: &Unit, state: &StoreState) -> Result<Decode, InputError> {
+    let _guard = cfitsio_guard();
     match f.kind {
-        InputKind::Plate => decode_plate(&f.path, unit.pm),
+        InputKind::Plate => {
+            if state.header_from_plate == Some(true) {
+                let mut fits = Fits::open(&f.path).map_err(|e| InputError::new(&f.path, e))?;
+                fits.select(0).map_err(|e| InputError::new(&f.path, e))?;
+                let cards = fits
+                    .header_cards()
+                    .map_err(|e| InputError::new(&f.path, e))?;
+                if state.has_plate_header(&cards) {
+                    return Ok(Decode::AlreadyIn);
+                }
+            }
+            decode_plate(&f.path, unit.pm).map(Decode::Read)
+        }
         InputKind::Spec => {
             let fiber = f.fiber.expect("spec files are identified with their fiber");
-            decode_spec(&f.path, FiberId::new(unit.pm.plate, unit.pm.mjd, fiber))
+            decode_spec(&f.path, FiberId::new(unit.pm.plate, unit.pm.mjd, fiber)).map(Decode::Read)
         }
-        kind => decode_companion(&f.path, kind),
+        InputKind::Zbest if state.table_has(PlateTable::Zbest, None) => Ok(Decode::AlreadyIn),
+        kind => decode_companion(&f.path, kind).map(Decode::Read),
     }
 }
 
 fn decode_unit(unit: Unit, writer: &StoreWriter, spall: &[SpAllIndex]) -> Decoded {
-    let mut failures = Vec::new();
-    let state = match StoreState::read(&writer.file_path(unit.pm), unit.pm) {
+    let mut d = Decoded {
+        unit,
+        state: StoreState::default(),
+        batch: Batch::default(),
+        failures: Vec::new(),
+        files_read: 0,
+        files_skipped: 0,
+        bytes_read: 0,
+    };
+    let pm = d.unit.pm;
+    d.state = match StoreState::read(&writer.file_path(pm), pm) {
         Ok(s) => s,
         Err(e) => {
-            failures.push(InputError::new(&e.path, e.message));
-            return Decoded {
-                unit,
-                state: StoreState::default(),
-                batch: Batch::default(),
-                failures,
-                files_read: 0,
-                files_skipped: 0,
-                bytes_read: 0,
-            };
+            d.failures.push((&e).into());
+            return d;
         }
     };
-    let (todo, skipped): (Vec<&InputFile>, Vec<&InputFile>) = unit
+    let results: Vec<Result<Decode, InputError>> = d
+        .unit
         .files
-        .iter()
-        .partition(|f| !already_ingested(f, &state));
-    let results: Vec<Result<Contribution, InputError>> =
-        todo.par_iter().map(|f| decode_file(f, &unit)).collect();
-    let mut batch = Batch::default();
-    let mut files_read = 0;
-    let mut bytes_read = 0;
-    for (f, r) in todo.iter().zip(results) {
-        match r.and_then(|c| batch.add(&f.path, c)) {
-            Ok(()) => {
-                files_read += 1;
-                bytes_read += f.bytes;
+        .par_iter()
+        .map(|f| decode_file(f, &d.unit, &d.state))
+        .collect();
+    for (f, r) in d.unit.files.iter().zip(results) {
+        match r.and_then(|c| match c {
+            Decode::Read(c) => d.batch.add(pm, &f.path, f.kind, c).map(|()| true),
+            Decode::AlreadyIn => Ok(false),
+        }) {
+            Ok(true) => {
+                d.files_read += 1;
+                d.bytes_read += f.bytes;
             }
-            Err(e) => failures.push(e),
+            Ok(false) => d.files_skipped += 1,
+            Err(e) => d.failures.push((&e).into()),
         }
     }
-    add_spall_rows(&unit, &state, &mut batch, spall, &mut failures);
-    Decoded {
-        files_read,
-        files_skipped: skipped.len() as u64,
-        bytes_read,
-        unit,
-        state,
-        batch,
-        failures,
+    let compare = d.batch.fibers_to_compare(&d.state);
+    match d.state.read_coadds(pm, &compare) {
+        Ok(stored) => d.batch.settle_against_store(pm, &d.state, &stored),
+        Err(e) => {
+            d.failures.push((&e).into());
+            d.batch = Batch::default();
+            return d;
+        }
     }
+    add_spall_rows(&d.unit, &d.state, &mut d.batch, spall, &mut d.failures);
+    d
 }
 
 /// Adds the rows of the given spAll files for fibers of this plate-MJD that have no spall row yet.
@@ -204,7 +224,7 @@ fn add_spall_rows(
     state: &StoreState,
     batch: &mut Batch,
     spall: &[SpAllIndex],
-    failures: &mut Vec<InputError>,
+    failures: &mut Vec<Failure>,
 ) {
     if spall.is_empty() {
         return;
@@ -220,7 +240,7 @@ fn add_spall_rows(
         .fibers
         .iter()
         .copied()
-        .chain(batch.coadds.iter().map(|(f, _)| *f))
+        .chain(batch.coadds.keys().copied())
         .collect();
     for index in spall {
         let wanted: HashSet<FiberId> = fibers
@@ -231,10 +251,13 @@ fn add_spall_rows(
         if wanted.is_empty() || !index.rows.iter().any(|(id, _)| wanted.contains(id)) {
             continue;
         }
+        let _guard = cfitsio_guard();
         let result = index.read_rows(&wanted).and_then(|rows| {
             have.extend(rows.fiber_ids().unwrap_or_default());
             batch.add(
+                unit.pm,
                 &index.path,
+                InputKind::SpAll,
                 Contribution {
                     tables: vec![(PlateTable::Spall, rows)],
                     ..Default::default()
@@ -242,7 +265,7 @@ fn add_spall_rows(
             )
         });
         if let Err(e) = result {
-            failures.push(e);
+            failures.push((&e).into());
         }
     }
 }

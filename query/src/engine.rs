@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use catalog::{layout, FiberId, PlateMjd};
+use model::{layout, FiberId, PlateMjd};
 use ranks::{partition_by_weight, Job};
 use serde::Serialize;
 use store::raw;
@@ -80,14 +80,16 @@ pub fn run_query(job: &Job, opts: &QueryOptions) -> std::result::Result<QueryRep
         .iter()
         .flat_map(|(_, s)| s.records.iter().copied())
         .collect();
-    let mut records = job.all_gather_varcount(&local);
+    let mut records = match job.all_gather_varcount(&local) {
+        Ok(r) => r,
+        Err(e) => return Err(report_err(QueryError::Other(e.to_string()))),
+    };
     records.sort_by_key(DatasetRecord::sort_key);
     let local_metas: Vec<PlateMeta> = scanned.iter().filter_map(|(_, s)| s.meta.clone()).collect();
-    let mut metas: Vec<PlateMeta> = job
-        .all_gather_json(&local_metas)
-        .into_iter()
-        .flatten()
-        .collect();
+    let mut metas: Vec<PlateMeta> = match job.all_gather(&local_metas) {
+        Ok(m) => m.into_iter().flatten().collect(),
+        Err(e) => return Err(report_err(QueryError::Other(e.to_string()))),
+    };
     metas.sort_by_key(|m| m.pm);
     phases.exchange = t.elapsed().as_secs_f64();
 
@@ -157,11 +159,7 @@ pub fn run_query(job: &Job, opts: &QueryOptions) -> std::result::Result<QueryRep
         close: job.max_f64(phases.close),
     };
     // Why any rank's collective writes fell back, OR-ed over all ranks.
-    let causes = cause_names(
-        job.all_gather_varcount(&[report.causes])
-            .iter()
-            .fold(0, |a, c| a | c),
-    );
+    let causes = cause_names(job.or_u32(report.causes));
     Ok(QueryReport {
         fibers_found: found.len(),
         missing,
@@ -255,12 +253,11 @@ fn write_phase(
 
 /// The temporary name all ranks write under: beside the output, hidden, with rank 0's pid.
 fn temp_output_path(job: &Job, output: &Path) -> PathBuf {
-    let pid = job.broadcast_u32(std::process::id());
-    let name = output
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    output.with_file_name(layout::temp_file_name(&name, pid))
+    let owner = (model::atomic::hostname(), std::process::id());
+    let (host, pid): (String, u32) = job
+        .broadcast(job.is_root().then_some(&owner))
+        .unwrap_or(owner);
+    model::atomic::temp_path(output, &host, pid)
 }
 
 /// Ends the whole job after a failure past the point where ranks could agree on it: the temporary

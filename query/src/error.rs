@@ -7,11 +7,14 @@ pub enum QueryError {
     #[error("{}: {message}", path.display())]
     Store { path: PathBuf, message: String },
     #[error("{0}")]
-    List(#[from] catalog::fiberlist::ListError),
+    List(#[from] model::fiberlist::ListError),
     #[error("{}: {message}", path.display())]
     Output { path: PathBuf, message: String },
     #[error("{0}")]
     Other(String),
+    /// Another rank failed and said why; this rank stops without a message of its own.
+    #[error("another rank could not go on")]
+    OtherRank,
 }
 
 impl QueryError {

@@ -13,9 +13,8 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::{FileWriter, StreamWriter};
 use catalog::index::Catalog;
-use catalog::{layout, PlateMjd};
-use mpi::point_to_point::{Destination, Source};
-use mpi::traits::Communicator;
+use model::atomic::AtomicFile;
+use model::{layout, PlateMjd};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -159,47 +158,36 @@ fn build_batch(
     RecordBatch::try_new(schema.clone(), arrays).map_err(|e| QueryError::Other(e.to_string()))
 }
 
-/// The writers rank 0 feeds, each into a temporary name renamed when complete.
+/// The writers rank 0 feeds, each into a temporary file committed when complete (removed if the
+/// export fails or the job is killed).
 struct Writers {
-    arrow: Option<(FileWriter<File>, PathBuf, PathBuf)>,
-    parquet: Option<(ArrowWriter<File>, PathBuf, PathBuf)>,
-}
-
-fn temp_for(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(layout::temp_file_name(&name, std::process::id()))
+    arrow: Option<(FileWriter<File>, AtomicFile)>,
+    parquet: Option<(ArrowWriter<File>, AtomicFile)>,
 }
 
 impl Writers {
     fn open(opts: &ExportOptions, schema: &SchemaRef) -> Result<Self> {
-        let arrow_err = |p: &Path, e: String| QueryError::output(p, e);
+        let err = |p: &Path, e: &dyn std::fmt::Display| QueryError::output(p, e);
         let arrow = match &opts.arrow {
             Some(p) => {
-                let tmp = temp_for(p);
-                let f = File::create(&tmp).map_err(|e| arrow_err(p, e.to_string()))?;
-                Some((
-                    FileWriter::try_new(f, schema).map_err(|e| arrow_err(p, e.to_string()))?,
-                    tmp,
-                    p.clone(),
-                ))
+                let w = AtomicFile::new(p);
+                let f = File::create(w.temp()).map_err(|e| err(p, &e))?;
+                Some((FileWriter::try_new(f, schema).map_err(|e| err(p, &e))?, w))
             }
             None => None,
         };
         let parquet = match &opts.parquet {
             Some(p) => {
-                let tmp = temp_for(p);
-                let f = File::create(&tmp).map_err(|e| arrow_err(p, e.to_string()))?;
+                let w = AtomicFile::new(p);
+                let f = File::create(w.temp()).map_err(|e| err(p, &e))?;
                 // One row group per plate-MJD batch at most: memory stays bounded.
                 let props = WriterProperties::builder()
                     .set_compression(Compression::SNAPPY)
                     .set_max_row_group_row_count(Some(1024))
                     .build();
-                let w = ArrowWriter::try_new(f, schema.clone(), Some(props))
-                    .map_err(|e| arrow_err(p, e.to_string()))?;
-                Some((w, tmp, p.clone()))
+                let pw =
+                    ArrowWriter::try_new(f, schema.clone(), Some(props)).map_err(|e| err(p, &e))?;
+                Some((pw, w))
             }
             None => None,
         };
@@ -207,36 +195,31 @@ impl Writers {
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        if let Some((w, _, p)) = &mut self.arrow {
-            w.write(batch).map_err(|e| QueryError::output(p, e))?;
+        if let Some((w, a)) = &mut self.arrow {
+            w.write(batch)
+                .map_err(|e| QueryError::output(a.dest(), e))?;
         }
-        if let Some((w, _, p)) = &mut self.parquet {
-            w.write(batch).map_err(|e| QueryError::output(p, e))?;
+        if let Some((w, a)) = &mut self.parquet {
+            w.write(batch)
+                .map_err(|e| QueryError::output(a.dest(), e))?;
         }
         Ok(())
     }
 
     fn finish(self) -> Result<()> {
-        if let Some((mut w, tmp, p)) = self.arrow {
-            w.finish().map_err(|e| QueryError::output(&p, e))?;
-            finish_file(
-                w.into_inner().map_err(|e| QueryError::output(&p, e))?,
-                &tmp,
-                &p,
-            )?;
+        if let Some((mut w, a)) = self.arrow {
+            w.finish().map_err(|e| QueryError::output(a.dest(), e))?;
+            drop(w);
+            let dest = a.dest().to_path_buf();
+            a.commit().map_err(|e| QueryError::output(&dest, e))?;
         }
-        if let Some((w, tmp, p)) = self.parquet {
-            let f = w.into_inner().map_err(|e| QueryError::output(&p, e))?;
-            finish_file(f, &tmp, &p)?;
+        if let Some((w, a)) = self.parquet {
+            w.close().map_err(|e| QueryError::output(a.dest(), e))?;
+            let dest = a.dest().to_path_buf();
+            a.commit().map_err(|e| QueryError::output(&dest, e))?;
         }
         Ok(())
     }
-}
-
-fn finish_file(f: File, tmp: &Path, path: &Path) -> Result<()> {
-    f.sync_all().map_err(|e| QueryError::output(path, e))?;
-    std::fs::rename(tmp, path)
-        .map_err(|e| QueryError::output(path, format!("cannot rename into place: {e}")))
 }
 
 fn ipc_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
@@ -280,10 +263,14 @@ pub fn export(
         &groups.iter().map(|g| g.1.len() as u64).collect::<Vec<_>>(),
         job.size(),
     );
-    let mut writers = if job.is_root() {
-        Some(Writers::open(opts, &schema)?)
-    } else {
-        None
+    // Rank 0 opens the outputs; every rank learns whether it could before any batch moves.
+    let opened = job.is_root().then(|| Writers::open(opts, &schema));
+    let failed = job.any(matches!(opened, Some(Err(_))));
+    let mut writers = match opened {
+        Some(Ok(w)) if !failed => Some(w),
+        Some(Err(e)) => return Err(e),
+        _ if failed => return Err(QueryError::OtherRank),
+        _ => None,
     };
     let mut report = ExportReport::default();
     for ((pm, rows), o) in groups.iter().zip(owner) {
@@ -298,13 +285,10 @@ pub fn export(
         let batch = match (&mut writers, local) {
             (Some(_), Some(b)) => b,
             (Some(_), None) => {
-                let (bytes, _) = job.world().process_at_rank(o as i32).receive_vec::<u8>();
-                from_ipc_bytes(&bytes).unwrap_or_else(|e| abort(job, e))
+                from_ipc_bytes(&job.receive_bytes(o)).unwrap_or_else(|e| abort(job, e))
             }
             (None, Some(b)) => {
-                job.world()
-                    .process_at_rank(0)
-                    .send(&ipc_bytes(&b).unwrap_or_else(|e| abort(job, e))[..]);
+                job.send_bytes(0, &ipc_bytes(&b).unwrap_or_else(|e| abort(job, e)));
                 continue;
             }
             (None, None) => continue,
@@ -327,7 +311,7 @@ pub fn export(
         }
     }
     if let Some(w) = writers {
-        w.finish()?;
+        w.finish().unwrap_or_else(|e| abort(job, e));
     }
     report.seconds = start.elapsed().as_secs_f64();
     Ok(report)

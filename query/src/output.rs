@@ -3,11 +3,11 @@
 
 use std::path::Path;
 
-use catalog::layout;
 use hdf5::{Dataset, File, Group};
+use model::layout;
 use mpi::traits::AsRaw;
 use store::attrs::create_attrs;
-use store::{AttrValue, CoaddRecord, ExposureRecord, Table};
+use store::{AttrValue, CoaddRecord, Table};
 
 use crate::error::{QueryError, Result};
 use crate::records::{DatasetKind, DatasetRecord, PlateMeta};
@@ -149,7 +149,9 @@ pub fn create_output(
                 };
                 let arm = kind.arm().expect("exposure kinds have an arm");
                 let ds = egroup
-                    .new_dataset::<ExposureRecord>()
+                    .new_dataset_builder()
+                    .packed(true)
+                    .empty_as(store::FieldSet::ALL.descriptor())
                     .fill_time(store::tuning::FILL_TIME)
                     .shape(r.len as usize)
                     .create(arm.name())

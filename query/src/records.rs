@@ -1,8 +1,8 @@
 //! What the ranks exchange: one compact fixed-size record per dataset found (sent as an MPI datatype,
 //! no serialisation), and one small description per plate-MJD (header attributes, table schemas).
 
-use catalog::layout::{Arm, PlateTable};
-use catalog::{FiberId, PlateMjd};
+use model::layout::{Arm, PlateTable};
+use model::{FiberId, PlateMjd};
 use mpi::traits::Equivalence;
 use serde::{Deserialize, Serialize};
 use store::{AttrValue, Column};

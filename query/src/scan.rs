@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use catalog::layout::{self, Arm, PlateTable};
-use catalog::{FiberId, PlateMjd};
+use model::layout::{self, Arm, PlateTable};
+use model::{FiberId, PlateMjd};
 use store::attrs::{read_attrs, read_str_attr};
 use store::{AttrValue, Table};
 

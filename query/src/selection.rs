@@ -6,7 +6,7 @@ use std::path::Path;
 
 use catalog::index::{Catalog, CatalogError, CatalogRow};
 use catalog::select::Selection;
-use catalog::{layout, FiberId};
+use model::{layout, FiberId};
 use ranks::{partition_by_weight, Job};
 
 use crate::error::{QueryError, Result};
@@ -41,7 +41,7 @@ pub fn load_catalog(job: &Job, store: &Path) -> Result<(Catalog, CatalogSource)>
         if o != job.rank() {
             continue;
         }
-        match store::catalog_rows::catalog_rows(&f.path, f.pm) {
+        match catalog::from_store::catalog_rows(&f.path, f.pm) {
             Ok(r) => rows.extend(r),
             Err(e) => error = Some(QueryError::store(&f.path, e)),
         }
@@ -55,7 +55,12 @@ pub fn load_catalog(job: &Job, store: &Path) -> Result<(Catalog, CatalogSource)>
             "another rank could not read its store files".into(),
         ));
     }
-    let all: Vec<CatalogRow> = job.all_gather_json(&rows).into_iter().flatten().collect();
+    let all: Vec<CatalogRow> = job
+        .all_gather(&rows)
+        .map_err(|e| QueryError::Other(e.to_string()))?
+        .into_iter()
+        .flatten()
+        .collect();
     Ok((Catalog::from_rows(all), CatalogSource::StoreScan))
 }
 

@@ -2,12 +2,11 @@
 //! (plugmap, spall, zline, zbest), scalar attributes, and raw reads and writes.
 
 pub mod attrs;
-pub mod catalog_rows;
 pub mod raw;
 pub mod records;
 pub mod table;
 pub mod tuning;
 
 pub use attrs::AttrValue;
-pub use records::{CoaddRecord, ExposureRecord};
+pub use records::{CoaddRecord, ExposureColumns, ExposureField, FieldSet};
 pub use table::{Column, ScalarKind, Table, TableError};

@@ -1,5 +1,6 @@
 //! The fixed compound records of the store: one coadd pixel and one exposure pixel (H5Boss v1).
 
+use hdf5::types::{CompoundField, CompoundType, FloatSize, IntSize, TypeDescriptor};
 use hdf5::H5Type;
 
 /// One pixel of a coadded spectrum, as stored in `/<PLATE>/<MJD>/<FIBER>/coadd` (32 bytes).
@@ -24,26 +25,192 @@ pub struct CoaddRecord {
     pub model: f32,
 }
 
-/// One pixel of one exposure on one camera, as stored in `.../exposures/<EXPID>/<b|r>` (32 bytes).
-#[derive(H5Type, Clone, Copy, Debug, Default, PartialEq)]
-#[repr(C)]
-pub struct ExposureRecord {
-    #[hdf5(rename = "WAVE")]
-    pub wave: f32,
-    #[hdf5(rename = "FLUX")]
-    pub flux: f32,
-    #[hdf5(rename = "IVAR")]
-    pub ivar: f32,
-    #[hdf5(rename = "MASK")]
-    pub mask: i32,
-    #[hdf5(rename = "WAVEDISP")]
-    pub wavedisp: f32,
-    #[hdf5(rename = "SKY")]
-    pub sky: f32,
-    #[hdf5(rename = "X")]
-    pub x: f32,
-    #[hdf5(rename = "CALIB")]
-    pub calib: f32,
+/// A field of an exposure dataset (`.../exposures/<EXPID>/<b|r>`), in store order. A dataset holds
+/// the fields its FITS HDU has: SDSS-I/II exposures have no `x` column, so their datasets have no X.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ExposureField {
+    Wave,
+    Flux,
+    Ivar,
+    Mask,
+    Wavedisp,
+    Sky,
+    X,
+    Calib,
+}
+
+impl ExposureField {
+    /// Every field, in store order.
+    pub const ALL: [Self; 8] = [
+        Self::Wave,
+        Self::Flux,
+        Self::Ivar,
+        Self::Mask,
+        Self::Wavedisp,
+        Self::Sky,
+        Self::X,
+        Self::Calib,
+    ];
+
+    /// Field name in the store (upper case).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Wave => "WAVE",
+            Self::Flux => "FLUX",
+            Self::Ivar => "IVAR",
+            Self::Mask => "MASK",
+            Self::Wavedisp => "WAVEDISP",
+            Self::Sky => "SKY",
+            Self::X => "X",
+            Self::Calib => "CALIB",
+        }
+    }
+
+    /// True for the integer field (MASK); the others are float32.
+    pub fn is_int(self) -> bool {
+        self == Self::Mask
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// Which [`ExposureField`]s an exposure dataset has (a bit per field).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub struct FieldSet(pub u8);
+
+impl FieldSet {
+    /// All eight fields (BOSS/eBOSS exposures).
+    pub const ALL: FieldSet = FieldSet(0xff);
+
+    pub fn contains(self, f: ExposureField) -> bool {
+        self.0 & f.bit() != 0
+    }
+
+    pub fn with(self, f: ExposureField) -> Self {
+        Self(self.0 | f.bit())
+    }
+
+    /// The fields present, in store order.
+    pub fn fields(self) -> impl Iterator<Item = ExposureField> {
+        ExposureField::ALL
+            .into_iter()
+            .filter(move |f| self.contains(*f))
+    }
+
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Bytes of one record (4 per field).
+    pub fn record_size(self) -> usize {
+        4 * self.len()
+    }
+
+    /// The packed compound type of one record with these fields.
+    pub fn descriptor(self) -> TypeDescriptor {
+        let fields = self
+            .fields()
+            .enumerate()
+            .map(|(index, f)| CompoundField {
+                name: f.name().to_string(),
+                ty: if f.is_int() {
+                    TypeDescriptor::Integer(IntSize::U4)
+                } else {
+                    TypeDescriptor::Float(FloatSize::U4)
+                },
+                offset: 4 * index,
+                index,
+            })
+            .collect();
+        TypeDescriptor::Compound(CompoundType {
+            fields,
+            size: self.record_size(),
+        })
+    }
+
+    /// The field set of a compound type, if it is exactly an exposure record of some fields.
+    pub fn from_descriptor(d: &TypeDescriptor) -> Option<Self> {
+        let TypeDescriptor::Compound(c) = d else {
+            return None;
+        };
+        let mut set = FieldSet(0);
+        for f in &c.fields {
+            set = set.with(
+                ExposureField::ALL
+                    .into_iter()
+                    .find(|e| e.name() == f.name)?,
+            );
+        }
+        (set.descriptor() == *d).then_some(set)
+    }
+}
+
+/// The pixels of one exposure of one camera: one column of raw 4-byte values per field present
+/// (float32 bits, or int32 for MASK), all of the same length.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExposureColumns {
+    pub fields: FieldSet,
+    pub columns: Vec<Vec<u32>>,
+}
+
+impl ExposureColumns {
+    /// Number of pixels.
+    pub fn len(&self) -> usize {
+        self.columns.first().map_or(0, Vec::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The column of a field, if present.
+    pub fn column(&self, f: ExposureField) -> Option<&[u32]> {
+        self.fields
+            .fields()
+            .position(|g| g == f)
+            .map(|i| self.columns[i].as_slice())
+    }
+
+    /// The records packed as in the store (native endian, 4 bytes per field).
+    pub fn packed(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len() * self.fields.record_size());
+        for i in 0..self.len() {
+            for c in &self.columns {
+                out.extend_from_slice(&c[i].to_ne_bytes());
+            }
+        }
+        out
+    }
+
+    /// Reads packed records back into columns.
+    pub fn from_packed(fields: FieldSet, bytes: &[u8]) -> Self {
+        let n = fields.len();
+        let mut columns = vec![Vec::with_capacity(bytes.len() / fields.record_size().max(1)); n];
+        for rec in bytes.chunks_exact(4 * n.max(1)) {
+            for (c, v) in columns.iter_mut().zip(rec.chunks_exact(4)) {
+                c.push(u32::from_ne_bytes(v.try_into().expect("4 bytes")));
+            }
+        }
+        Self { fields, columns }
+    }
 }
 
 /// Unit of the wavelength field.
@@ -75,7 +242,7 @@ mod tests {
     #[test]
     fn records_are_32_bytes_with_h5boss_field_names() {
         assert_eq!(std::mem::size_of::<CoaddRecord>(), 32);
-        assert_eq!(std::mem::size_of::<ExposureRecord>(), 32);
+        assert_eq!(FieldSet::ALL.record_size(), 32);
         let hdf5::types::TypeDescriptor::Compound(c) = CoaddRecord::type_descriptor() else {
             panic!("coadd record is not a compound")
         };
@@ -84,6 +251,34 @@ mod tests {
             names,
             ["WAVE", "FLUX", "IVAR", "AND_MASK", "OR_MASK", "WAVEDISP", "SKY", "MODEL"]
         );
+    }
+
+    #[test]
+    fn exposure_field_sets_round_trip_through_types() {
+        let legacy = FieldSet::ALL.0 & !(1 << ExposureField::X as u8);
+        let legacy = FieldSet(legacy);
+        assert_eq!(legacy.len(), 7);
+        assert!(!legacy.contains(ExposureField::X));
+        let names: Vec<_> = legacy.fields().map(ExposureField::name).collect();
+        assert_eq!(
+            names,
+            ["WAVE", "FLUX", "IVAR", "MASK", "WAVEDISP", "SKY", "CALIB"]
+        );
+        assert_eq!(
+            FieldSet::from_descriptor(&legacy.descriptor()),
+            Some(legacy)
+        );
+        assert_eq!(
+            FieldSet::from_descriptor(&CoaddRecord::type_descriptor()),
+            None,
+            "a coadd is not an exposure record"
+        );
+        let cols = ExposureColumns {
+            fields: legacy,
+            columns: (0..7).map(|f| vec![f, 10 + f]).collect(),
+        };
+        assert_eq!(ExposureColumns::from_packed(legacy, &cols.packed()), cols);
+        assert_eq!(cols.column(ExposureField::Calib), Some(&[6u32, 16][..]));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use hdf5::types::{CompoundField, CompoundType, FloatSize, IntSize, TypeDescripto
 use hdf5::{Dataset, Datatype, Group};
 
 use crate::raw;
-use catalog::layout;
+use model::layout;
 
 /// Element type of a table column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

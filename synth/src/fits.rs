@@ -9,8 +9,8 @@ use std::ptr;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use anyhow::{bail, ensure, Context, Result};
-use catalog::layout::temp_file_name;
 use fitsio_sys as sys;
+use model::atomic::AtomicFile;
 
 /// Value of one header card.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,7 +123,7 @@ impl Column {
         }
         let r = self.repeat();
         ensure!(
-            r > 0 && n % r == 0,
+            r > 0 && n.is_multiple_of(r),
             "column {}: {} values do not fill cells of {}",
             self.name,
             n,
@@ -487,34 +487,23 @@ fn truncate(s: &str, width: usize) -> &str {
     &s[..end]
 }
 
-/// Writes a FITS file at `final_path` through `fill`: first under a temporary name in the same
-/// folder, renamed over `final_path` after a clean close. Returns the size of the file in bytes.
+/// Writes a FITS file at `final_path` through `fill`, durably ([`model::atomic::AtomicFile`]: under a
+/// temporary name, renamed into place after a clean close and fsync). Returns the size in bytes.
 pub fn write_atomically(
     final_path: &Path,
     fill: impl FnOnce(&mut FitsWriter) -> Result<()>,
 ) -> Result<u64> {
-    let dir = final_path.parent().unwrap_or(Path::new("."));
-    let final_name = final_path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .with_context(|| format!("bad output file name {}", final_path.display()))?;
-    let tmp = dir.join(temp_file_name(final_name, std::process::id()));
-    let result = {
+    let w = AtomicFile::new(final_path);
+    {
         let _guard = io_guard();
-        FitsWriter::create(&tmp).and_then(|mut w| {
-            fill(&mut w)?;
-            w.close()
+        FitsWriter::create(w.temp()).and_then(|mut f| {
+            fill(&mut f)?;
+            f.close()
         })
-    };
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e.context(format!("writing {}", final_path.display())));
     }
-    if let Err(e) = std::fs::rename(&tmp, final_path) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), final_path.display()));
-    }
+    .with_context(|| format!("writing {}", final_path.display()))?;
+    w.commit()
+        .with_context(|| format!("renaming into place {}", final_path.display()))?;
     let size = std::fs::metadata(final_path)
         .with_context(|| format!("reading the size of {}", final_path.display()))?
         .len();

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use catalog::layout::fits_names;
-use catalog::PlateMjd;
+use model::layout::fits_names;
+use model::PlateMjd;
 use rand::Rng;
 use rayon::prelude::*;
 

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::Result;
-use catalog::layout::fits_names;
+use model::layout::fits_names;
 
 use crate::fits::{write_atomically, Card};
 use crate::plate::{FiberData, PlateInfo, NEXP};

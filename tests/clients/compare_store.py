@@ -73,7 +73,9 @@ EXPOSURE_FROM_SPEC = {
     "FLUX": "flux", "IVAR": "ivar", "MASK": "mask", "WAVEDISP": "wdisp", "SKY": "sky",
     "X": "x", "CALIB": "calib",
 }
-COADD_UNIT_ATTRS = ["WAVE_UNIT", "FLUX_UNIT", "IVAR_UNIT", "WAVEDISP_UNIT", "SKY_UNIT", "MODEL_UNIT"]
+# Units of the coadd fields: attributes of the plate-MJD group, once per plate-MJD.
+COADD_UNIT_ATTRS = ["COADD_WAVE_UNIT", "COADD_FLUX_UNIT", "COADD_IVAR_UNIT", "COADD_WAVEDISP_UNIT",
+                    "COADD_SKY_UNIT", "COADD_MODEL_UNIT"]
 # store field -> HDU index of an spPlate image
 SPPLATE_IMAGE_HDUS = {"FLUX": 0, "IVAR": 1, "AND_MASK": 2, "OR_MASK": 3, "WAVEDISP": 4, "SKY": 6}
 SPPLATE_PLUGMAP_HDU = 5
@@ -502,10 +504,17 @@ def compare_record_values(where: str, records: np.ndarray, expected: dict) -> li
     return diffs
 
 
-def compare_spectrum_table(where: str, ds: h5py.Dataset, hdu, fields, from_spec: dict) -> list[str]:
-    """A coadd or exposure dataset against a FITS per-pixel table (WAVE from its loglam)."""
-    diffs = compare_compound_dtype(where, ds.dtype, fields)
+def compare_spectrum_table(where: str, ds: h5py.Dataset, hdu, fields, from_spec: dict,
+                           optional: bool = False) -> list[str]:
+    """A coadd or exposure dataset against a FITS per-pixel table (WAVE from its loglam).
+
+    With `optional` (exposures) a field whose column the HDU lacks must be absent from the dataset
+    too (SDSS-I/II exposures have no x): no invented values."""
     cols = columns_by_name(hdu.columns)
+    if optional:
+        fields = [(n, t) for n, t in fields if n == "WAVE" or from_spec.get(n) in cols]
+        from_spec = {k: v for k, v in from_spec.items() if v in cols}
+    diffs = compare_compound_dtype(where, ds.dtype, fields)
     data = hdu.data
     expected = {}
     if "loglam" in cols:
@@ -523,8 +532,8 @@ def compare_spectrum_table(where: str, ds: h5py.Dataset, hdu, fields, from_spec:
     return diffs + compare_record_values(where, records, expected)
 
 
-def compare_coadd_units(where: str, ds: h5py.Dataset) -> list[str]:
-    missing = [a for a in COADD_UNIT_ATTRS if a not in ds.attrs]
+def compare_coadd_units(where: str, group: h5py.Group) -> list[str]:
+    missing = [a for a in COADD_UNIT_ATTRS if a not in group.attrs]
     return [f"{where}: unit attributes missing: {missing}"] if missing else []
 
 
@@ -573,7 +582,7 @@ def compare_spec_exposures(src: str, f: h5py.File, group: str, hdul) -> list[str
             diffs.append(f"{where}: missing (HDU {index} {hdu.name})")
             continue
         ds = f[path]
-        diffs += compare_spectrum_table(where, ds, hdu, EXPOSURE_FIELDS, EXPOSURE_FROM_SPEC)
+        diffs += compare_spectrum_table(where, ds, hdu, EXPOSURE_FIELDS, EXPOSURE_FROM_SPEC, optional=True)
         d = compare_attribute("SPECTROGRAPH", spectrograph, ds.attrs.get("SPECTROGRAPH"))
         if d:
             diffs.append(f"{where}: {d}")
@@ -665,7 +674,7 @@ def compare_spec_file(store: Store, path, plate_ingested: bool = False) -> list[
                                                      f[plate_mjd_group(plate, mjd)].attrs)
         else:
             diffs += compare_spectrum_table(where, f[f"{group}/coadd"], coadd, COADD_FIELDS, COADD_FROM_SPEC)
-            diffs += compare_coadd_units(where, f[f"{group}/coadd"])
+            diffs += compare_coadd_units(where, f[plate_mjd_group(plate, mjd)])
         spall = find_hdu(hdul, 2, SPEC_SPALL_NAMES)
         if spall is not None:
             diffs += compare_spec_spall(src, store, plate, mjd, fiber, spall)
@@ -714,7 +723,7 @@ def compare_spplate_fibers(src: str, f: h5py.File, plate: int, mjd: int, hdul, m
             diffs.append(f"{where}: {len(records)} records in store, NPIX {npix} in FITS")
             continue
         diffs += compare_record_values(where, records, expected)
-        diffs += compare_coadd_units(where, ds)
+    diffs += compare_coadd_units(f"{src}: {plate_mjd_group(plate, mjd)}", f[plate_mjd_group(plate, mjd)])
     return diffs
 
 

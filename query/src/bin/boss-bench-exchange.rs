@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use catalog::{layout, FiberId, PlateMjd};
 use clap::Parser;
+use model::{layout, FiberId, PlateMjd};
 use query::records::DatasetRecord;
 use ranks::Job;
 use serde::Serialize;
@@ -55,7 +55,9 @@ fn local_records(job: &Job, total: usize) -> Vec<DatasetRecord> {
 fn compact(job: &Job, local: &[DatasetRecord]) -> (f64, usize) {
     job.barrier();
     let t = Instant::now();
-    let mut all = job.all_gather_varcount(local);
+    let mut all = job
+        .all_gather_varcount(local)
+        .expect("records fit one exchange");
     all.sort_by_key(DatasetRecord::sort_key);
     let secs = job.max_f64(t.elapsed().as_secs_f64());
     (secs, all.len())
@@ -83,18 +85,15 @@ fn serialised(job: &Job, local: &[DatasetRecord]) -> (f64, usize, usize) {
         })
         .collect();
     let bytes = serde_json::to_vec(&map).expect("serialises");
-    let all = job.all_gather_varcount(&bytes);
-    let counts = job.all_gather_varcount(&[bytes.len() as u64]);
+    let parts = job.all_gather_bytes(&bytes);
     let mut merged: HashMap<String, MapValue> = HashMap::with_capacity(local.len() * job.size());
-    let mut offset = 0usize;
-    for c in counts {
-        let part: HashMap<String, MapValue> =
-            serde_json::from_slice(&all[offset..offset + c as usize]).expect("decodes");
+    for part in &parts {
+        let part: HashMap<String, MapValue> = serde_json::from_slice(part).expect("decodes");
         merged.extend(part);
-        offset += c as usize;
     }
+    let all_len: usize = parts.iter().map(Vec::len).sum();
     let secs = job.max_f64(t.elapsed().as_secs_f64());
-    (secs, merged.len(), all.len())
+    (secs, merged.len(), all_len)
 }
 
 fn median(v: &[f64]) -> f64 {

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use catalog::fiberlist::{read_fiber_list, FiberList};
 use catalog::select::{Cone, Selection};
-use catalog::FiberId;
 use clap::Parser;
+use model::fiberlist::{read_fiber_list, FiberList};
+use model::FiberId;
 use query::engine::{run_query, Phases, QueryOptions, QueryReport};
 use query::export::{export, ExportOptions, ExportReport, SpectralColumn};
 use query::selection::{list_csv, load_catalog, select, CatalogSource};

@@ -22,6 +22,8 @@ pub const SPECTROGRAPH_ATTR: &str = "SPECTROGRAPH";
 pub const EXTNAME_ATTR: &str = "EXTNAME";
 /// The catalog index beside the store files.
 pub const CATALOG_FILE: &str = "catalog.parquet";
+/// The lock file an ingest holds while it writes a store.
+pub const LOCK_FILE: &str = ".boss-ingest.lock";
 
 /// The plate-level tables kept under `/<PLATE>/<MJD>/`.
 #[derive(
@@ -94,14 +96,25 @@ pub fn parse_store_file_name(name: &str) -> Option<PlateMjd> {
     })
 }
 
-/// Temporary name a store file is written under before it is renamed: hidden, with the writer's pid.
-pub fn temp_file_name(final_name: &str, pid: u32) -> String {
-    format!(".{final_name}.tmp-{pid}")
+/// Temporary name a file is written under before it is renamed into place: hidden, with the
+/// writer's host and process id (so that a later run can tell a stale one from a live one).
+pub fn temp_file_name(final_name: &str, host: &str, pid: u32) -> String {
+    format!(".{final_name}.tmp-{host}-{pid}")
 }
 
 /// True for names made by [`temp_file_name`].
 pub fn is_temp_file_name(name: &str) -> bool {
-    name.starts_with('.') && name.contains(".tmp-")
+    temp_file_owner(name).is_some()
+}
+
+/// The (host, pid) of the writer of a temporary file, from its name.
+pub fn temp_file_owner(name: &str) -> Option<(&str, u32)> {
+    if !name.starts_with('.') {
+        return None;
+    }
+    let (_, owner) = name.rsplit_once(".tmp-")?;
+    let (host, pid) = owner.rsplit_once('-')?;
+    Some((host, pid.parse().ok()?))
 }
 
 /// `/<PLATE>`.
@@ -144,9 +157,15 @@ pub fn exposure_path(pm: PlateMjd, fiber: i32, expid: u32, arm: Arm) -> String {
     format!("{}/{}", exposure_group(pm, fiber, expid), arm.name())
 }
 
-/// Attribute holding the unit of a compound field or table column: `<FIELD>_UNIT`.
+/// Attribute holding the unit of a table column: `<COLUMN>_UNIT` on the table dataset.
 pub fn unit_attr(field: &str) -> String {
     format!("{field}_UNIT")
+}
+
+/// Attribute of the plate-MJD group holding the unit of a coadd field: `COADD_<FIELD>_UNIT` (once
+/// per plate-MJD rather than on every coadd dataset).
+pub fn coadd_unit_attr(field: &str) -> String {
+    format!("COADD_{field}_UNIT")
 }
 
 /// FITS file names used by the SDSS pipeline (the generator writes them, the ingest recognises them).
@@ -204,7 +223,8 @@ mod tests {
         );
         assert_eq!(table_path(pm, PlateTable::Plugmap), "/3655/55240/plugmap");
         assert_eq!(fits_names::spec(pm, 2), "spec-3655-55240-0002.fits");
-        let tmp = temp_file_name("3655-55240.h5", 77);
+        let tmp = temp_file_name("3655-55240.h5", "node-7.cluster", 77);
+        assert_eq!(temp_file_owner(&tmp), Some(("node-7.cluster", 77)));
         assert!(is_temp_file_name(&tmp));
         assert!(!is_temp_file_name("3655-55240.h5"));
     }

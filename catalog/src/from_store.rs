@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use catalog::index::CatalogRow;
-use catalog::layout::{self, PlateTable};
-use catalog::{FiberId, PlateMjd};
+use crate::index::CatalogRow;
+use model::layout::{self, PlateTable};
+use model::{FiberId, PlateMjd};
 
-use crate::table::Table;
+use store::Table;
 
 /// Where each catalog column is looked for, in order of preference (table, column).
 const RA: &[(PlateTable, &str)] = &[
