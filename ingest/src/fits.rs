@@ -11,7 +11,8 @@ use std::os::raw::{c_char, c_int, c_long, c_void};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use fitsio::FitsFile;
+use std::os::unix::ffi::OsStrExt;
+
 use fitsio_sys as sys;
 use store::{AttrValue, Column, ScalarKind, Table};
 
@@ -106,9 +107,9 @@ struct MemFile {
     size: usize,
 }
 
-/// One open FITS file; never opened for writing.
+/// One open FITS file; never opened for writing. Closed when dropped.
 pub struct Fits {
-    file: FitsFile,
+    fptr: *mut sys::fitsfile,
     num_hdus: usize,
     current: usize,
     /// Logical (uncompressed) size of the file in bytes.
@@ -168,11 +169,31 @@ fn logical_size(path: &Path) -> std::io::Result<u64> {
 }
 
 impl Fits {
-    /// Opens a FITS file (plain or gzip-compressed) read-only.
+    /// Opens a FITS file (plain or gzip-compressed) read-only. A plain file is opened without
+    /// cfitsio's extended file-name syntax (a name with `[` or a leading `!` is just a name); any
+    /// byte string is a valid path.
     pub fn open(path: &Path) -> Result<Self> {
         let size = logical_size(path).map_err(|e| FitsError::Open(e.to_string()))?;
-        let file = FitsFile::open(path).map_err(|e| FitsError::Open(e.to_string()))?;
-        Self::from_file(file, size, None)
+        let name = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| FitsError::Open("the path holds a NUL byte".into()))?;
+        let gzipped = path.extension().is_some_and(|e| e == "gz");
+        let mut fptr: *mut sys::fitsfile = std::ptr::null_mut();
+        let mut status = 0;
+        // SAFETY: a NUL-terminated path; cfitsio allocates the handle, closed in Drop.
+        unsafe {
+            if gzipped {
+                sys::ffopen(&mut fptr, name.as_ptr(), READONLY, &mut status)
+            } else {
+                sys::ffdkopn(&mut fptr, name.as_ptr(), READONLY, &mut status)
+            }
+        };
+        if status != 0 || fptr.is_null() {
+            return Err(FitsError::Open(format!(
+                "{} (cfitsio status {status})",
+                status_text(status)
+            )));
+        }
+        Self::from_raw(fptr, size, None)
     }
 
     /// Opens a FITS file held in memory (read-only).
@@ -188,7 +209,7 @@ impl Fits {
         let mut status = 0;
         let name = cstring("memory.fits");
         // SAFETY: the buffer pointer and size live in the box, which the Fits keeps until after the
-        // file is closed (field order: `file` drops first); read-only, so no reallocation.
+        // file is closed (Drop closes first); read-only, so no reallocation.
         unsafe {
             sys::ffomem(
                 &mut fptr,
@@ -201,16 +222,15 @@ impl Fits {
                 &mut status,
             )
         };
-        check(status, || "cannot open as FITS".into())?;
-        // SAFETY: a valid handle just opened read-only.
-        let file = unsafe { FitsFile::from_raw(fptr, fitsio::FileOpenMode::READONLY) }
-            .map_err(|e| FitsError::Open(e.to_string()))?;
-        Self::from_file(file, size, Some(mem))
+        if status != 0 || fptr.is_null() {
+            return Err(FitsError::Open(status_text(status)));
+        }
+        Self::from_raw(fptr, size, Some(mem))
     }
 
-    fn from_file(file: FitsFile, size: u64, memory: Option<Box<MemFile>>) -> Result<Self> {
+    fn from_raw(fptr: *mut sys::fitsfile, size: u64, memory: Option<Box<MemFile>>) -> Result<Self> {
         let mut fits = Self {
-            file,
+            fptr,
             num_hdus: 0,
             current: 0,
             size,
@@ -247,8 +267,7 @@ impl Fits {
     }
 
     fn raw(&mut self) -> *mut sys::fitsfile {
-        // SAFETY: the handle stays owned by self.file.
-        unsafe { self.file.as_raw() }
+        self.fptr
     }
 
     /// (data start, data end with padding) of the current HDU, as byte offsets.
@@ -759,6 +778,15 @@ impl Fits {
             check(status, || format!("{label}: cannot read column {name}"))?;
         }
         Ok(out)
+    }
+}
+
+impl Drop for Fits {
+    fn drop(&mut self) {
+        let mut status = 0;
+        // SAFETY: the handle was opened by cfitsio and is closed once, here (before the memory of
+        // an in-memory file is freed: fields drop after this).
+        unsafe { sys::ffclos(self.fptr, &mut status) };
     }
 }
 

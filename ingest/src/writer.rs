@@ -474,6 +474,9 @@ impl StoreWriter {
         };
         let group = ensure_group(&file, &layout::plate_mjd_group(pm)).map_err(h5)?;
         if let Some((cards, from_plate)) = &batch.header {
+            // The header is replaced whole (an spPlate's after a spec file's: no card of the old
+            // header stays behind).
+            store::attrs::delete_all(&group).map_err(h5)?;
             write_attrs(&group, cards).map_err(h5)?;
             let source = if *from_plate {
                 HEADER_FROM_PLATE

@@ -1,10 +1,12 @@
-//! Fiber lists given to `boss-query --fibers`: CSV with a `plate,mjd,fiber` header (any order, other
-//! columns ignored) or H5Boss's space-separated format with the header `plates mjds fibers`.
+//! Fiber lists given to `boss-query --fibers`, as people really write them: CSV with a
+//! `plate,mjd,fiber` header (any order, other columns ignored, `FIBERID` accepted, quoted values),
+//! tab-separated files from a spreadsheet, or H5Boss's whitespace-separated `plates mjds fibers`.
+//! A UTF-8 byte-order mark, CRLF line endings, blank lines and `#` comments are fine.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::key::FiberId;
+use crate::key::{FiberId, KeyError};
 
 /// A problem with a fiber list, naming the line.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +25,14 @@ pub enum ListError {
         text: String,
         why: String,
     },
+    #[error("{path}: line {line}: {source}: {text:?}")]
+    Range {
+        path: String,
+        line: usize,
+        text: String,
+        #[source]
+        source: KeyError,
+    },
 }
 
 /// The fibers of a list: sorted, each once.
@@ -36,15 +46,81 @@ pub struct FiberList {
 /// Reads and parses a list file.
 pub fn read_fiber_list(path: &Path) -> Result<FiberList, ListError> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ListError::Io {
+    let bytes = std::fs::read(path).map_err(|source| ListError::Io {
         path: name.clone(),
         source,
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let line = e.as_bytes()[..e.utf8_error().valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        ListError::Line {
+            path: name.clone(),
+            line,
+            text: String::from_utf8_lossy(e.as_bytes())
+                .lines()
+                .nth(line - 1)
+                .unwrap_or("")
+                .to_string(),
+            why: "not UTF-8 text".into(),
+        }
     })?;
     parse_fiber_list(&text, &name)
 }
 
+/// How the fields of a line are separated.
+#[derive(Clone, Copy)]
+enum Format {
+    Delimited(u8),
+    Whitespace,
+}
+
+impl Format {
+    fn of_header(header: &str) -> Self {
+        if header.contains(',') {
+            Self::Delimited(b',')
+        } else if header.contains('\t') {
+            Self::Delimited(b'\t')
+        } else if header.contains(';') {
+            Self::Delimited(b';')
+        } else {
+            Self::Whitespace
+        }
+    }
+
+    /// The fields of one line (CSV quoting understood for delimited files), or why not.
+    fn split(self, line: &str) -> Result<Vec<String>, String> {
+        match self {
+            Self::Whitespace => Ok(line.split_whitespace().map(str::to_string).collect()),
+            Self::Delimited(d) => {
+                let mut r = csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .delimiter(d)
+                    .trim(csv::Trim::All)
+                    .from_reader(line.as_bytes());
+                // A quote after a blank (`1, "2"`) is not CSV quoting: strip it by hand.
+                let unquote = |f: &str| {
+                    let f = f.trim();
+                    f.strip_prefix('"')
+                        .and_then(|g| g.strip_suffix('"'))
+                        .unwrap_or(f)
+                        .to_string()
+                };
+                match r.records().next() {
+                    Some(Ok(rec)) => Ok(rec.iter().map(unquote).collect()),
+                    Some(Err(e)) => Err(format!("not a CSV line ({e})")),
+                    None => Ok(Vec::new()),
+                }
+            }
+        }
+    }
+}
+
 /// Parses list text; `name` is used in messages.
 pub fn parse_fiber_list(text: &str, name: &str) -> Result<FiberList, ListError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = text
         .lines()
         .enumerate()
@@ -61,59 +137,47 @@ pub fn parse_fiber_list(text: &str, name: &str) -> Result<FiberList, ListError> 
         text: text.to_string(),
         why,
     };
-    let csv = header.contains(',');
-    let split = |l: &str| -> Vec<String> {
-        if csv {
-            l.split(',')
-                .map(|f| f.trim().trim_matches('"').to_string())
-                .collect()
-        } else {
-            l.split_whitespace().map(str::to_string).collect()
-        }
-    };
-    let names: Vec<String> = split(header)
+    let format = Format::of_header(header);
+    let names: Vec<String> = format
+        .split(header)
+        .map_err(|why| line_err(header_line, header, why))?
         .iter()
         .map(|h| h.to_ascii_lowercase())
         .collect();
     let find = |wanted: &[&str]| names.iter().position(|n| wanted.contains(&n.as_str()));
-    let (plate_col, mjd_col, fiber_col) = if csv {
-        (
-            find(&["plate"]),
-            find(&["mjd"]),
-            find(&["fiber", "fiberid"]),
-        )
-    } else {
-        (find(&["plates"]), find(&["mjds"]), find(&["fibers"]))
-    };
-    let (Some(p), Some(m), Some(f)) = (plate_col, mjd_col, fiber_col) else {
-        let expected = if csv {
-            "a CSV header with plate,mjd,fiber"
-        } else {
-            "the header 'plates mjds fibers'"
-        };
+    let (Some(p), Some(m), Some(f)) = (
+        find(&["plate", "plates", "plateid"]),
+        find(&["mjd", "mjds"]),
+        find(&["fiber", "fibers", "fiberid"]),
+    ) else {
         return Err(line_err(
             header_line,
             header,
-            format!("expected {expected}"),
+            "expected a header naming the plate, mjd and fiber columns (plate,mjd,fiber or H5Boss's 'plates mjds fibers')".into(),
         ));
     };
     let mut set = BTreeSet::new();
     let mut duplicates = 0;
     for (line, text) in lines {
-        let fields = split(text);
-        let get = |i: usize, what: &str| -> Result<i32, ListError> {
+        let fields = format
+            .split(text)
+            .map_err(|why| line_err(line, text, why))?;
+        let get = |i: usize, what: &str| -> Result<i64, ListError> {
             let v = fields
                 .get(i)
+                .filter(|v| !v.is_empty())
                 .ok_or_else(|| line_err(line, text, format!("no {what} value")))?;
-            v.parse::<i32>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-                line_err(
-                    line,
-                    text,
-                    format!("{what} {v:?} is not a non-negative integer"),
-                )
-            })
+            v.parse::<i64>()
+                .map_err(|_| line_err(line, text, format!("{what} {v:?} is not an integer")))
         };
-        let id = FiberId::new(get(p, "plate")?, get(m, "mjd")?, get(f, "fiber")?);
+        let id = FiberId::checked(get(p, "plate")?, get(m, "mjd")?, get(f, "fiber")?).map_err(
+            |source| ListError::Range {
+                path: name.to_string(),
+                line,
+                text: text.to_string(),
+                source,
+            },
+        )?;
         if !set.insert(id) {
             duplicates += 1;
         }
@@ -156,6 +220,20 @@ mod tests {
     }
 
     #[test]
+    fn lists_as_spreadsheets_write_them() {
+        let want = vec![FiberId::new(3655, 55240, 2), FiberId::new(3655, 55240, 7)];
+        for text in [
+            "\u{feff}PLATE,MJD,FIBERID\r\n3655,55240,2\r\n3655,55240,7\r\n",
+            "plate\tmjd\tfiber\n3655\t55240\t2\n3655\t55240\t7\n",
+            "\"plate\",\"mjd\",\"fiber\"\n\"3655\",\"55240\",\"2\"\n\"3655\", \"55240\", \"7\"\n",
+            "plate;mjd;fiber\n3655;55240;2\n3655;55240;7\n",
+        ] {
+            let l = parse_fiber_list(text, "l").unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert_eq!(l.fibers, want, "{text:?}");
+        }
+    }
+
+    #[test]
     fn malformed_lines_name_the_line() {
         let e = parse_fiber_list("plate,mjd,fiber\n3655,55240,2\n3655,abc,3\n", "list.csv")
             .unwrap_err();
@@ -173,5 +251,13 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("no fiber"));
+        let big = parse_fiber_list("plate,mjd,fiber\n2147483648,55240,2\n", "l").unwrap_err();
+        assert!(
+            big.to_string()
+                .contains("plate 2147483648 is out of range (0..=2147483647)"),
+            "{big}"
+        );
+        let neg = parse_fiber_list("plate,mjd,fiber\n-3655,55240,2\n", "l").unwrap_err();
+        assert!(neg.to_string().contains("out of range"), "{neg}");
     }
 }

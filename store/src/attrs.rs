@@ -36,6 +36,14 @@ pub fn create_attr(loc: &Location, name: &str, value: &AttrValue) -> hdf5::Resul
     }
 }
 
+/// Deletes every attribute of an object (before its attributes are replaced as a whole).
+pub fn delete_all(loc: &Location) -> hdf5::Result<()> {
+    for name in loc.attr_names()? {
+        loc.delete_attr(&name)?;
+    }
+    Ok(())
+}
+
 /// Writes (or replaces) every attribute of a list, in order.
 pub fn write_attrs(loc: &Location, attrs: &[(String, AttrValue)]) -> hdf5::Result<()> {
     attrs.iter().try_for_each(|(k, v)| write_attr(loc, k, v))

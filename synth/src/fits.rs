@@ -308,15 +308,21 @@ impl FitsWriter {
     }
 
     /// Appends a binary table with these columns: structure and `cards` first, then every column
-    /// with one cfitsio call.
-    pub fn table(&mut self, extname: &str, columns: &[Column], cards: &[Card]) -> Result<()> {
-        ensure!(!columns.is_empty(), "table {extname} has no columns");
+    /// with one cfitsio call. `extname` None writes no EXTNAME (as some SDSS writers did).
+    pub fn table(
+        &mut self,
+        extname: Option<&str>,
+        columns: &[Column],
+        cards: &[Card],
+    ) -> Result<()> {
+        let label = extname.unwrap_or("(no EXTNAME)");
+        ensure!(!columns.is_empty(), "table {label} has no columns");
         let nrows = columns[0].rows()?;
         for c in columns {
             let n = c.rows()?;
             ensure!(
                 n == nrows,
-                "table {extname}: column {} has {n} rows, not {nrows}",
+                "table {label}: column {} has {n} rows, not {nrows}",
                 c.name
             );
         }
@@ -338,7 +344,7 @@ impl FitsWriter {
             tform.iter().map(|s| s.as_ptr() as *mut c_char).collect();
         let mut p_unit: Vec<*mut c_char> =
             tunit.iter().map(|s| s.as_ptr() as *mut c_char).collect();
-        let c_ext = cstring(extname)?;
+        let c_ext = extname.map(cstring).transpose()?;
         let mut status = 0;
         // SAFETY: the pointer arrays hold `columns.len()` NUL-terminated strings that outlive the
         // call; cfitsio only reads them.
@@ -351,11 +357,11 @@ impl FitsWriter {
                 p_type.as_mut_ptr(),
                 p_form.as_mut_ptr(),
                 p_unit.as_mut_ptr(),
-                c_ext.as_ptr(),
+                c_ext.as_ref().map_or(ptr::null(), |c| c.as_ptr()),
                 &mut status,
             )
         };
-        self.check(status, || format!("creating table {extname}"))?;
+        self.check(status, || format!("creating table {label}"))?;
         self.cards(cards)?;
         if nrows == 0 {
             return Ok(());
@@ -441,7 +447,7 @@ impl FitsWriter {
                 }
             }
             self.check(status, || {
-                format!("writing column {} of table {extname}", c.name)
+                format!("writing column {} of table {label}", c.name)
             })?;
         }
         Ok(())

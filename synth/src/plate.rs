@@ -39,6 +39,22 @@ pub struct Config {
     pub spec_files: bool,
     /// `Some(k)`: fibers 1..=k get exposure HDUs; `None`: fibers whose number is divisible by 10.
     pub exposures: Option<usize>,
+    /// Which variant of the per-fiber spec files to write.
+    pub flavor: Flavor,
+}
+
+/// The variants of real spec files (`data-model.md`) the generator can write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Flavor {
+    /// BOSS full files (DR12+): EXTNAMEs, lower-case COADD/exposure columns, HDU2 `SPALL`.
+    #[default]
+    Boss,
+    /// eBOSS lite files as picca ships them: no EXTNAME on any extension, UPPER-case columns,
+    /// HDUs 0-3 only (no exposures).
+    Eboss,
+    /// SDSS-I/II files of the current reprocessing (RUN2D 26): HDU2 `SPECOBJ`, and exposure HDUs with
+    /// 7 columns (no `x`) running in decreasing wavelength.
+    Legacy,
 }
 
 impl Config {
@@ -321,7 +337,7 @@ fn write_spplate(w: &mut FitsWriter, info: &PlateInfo, fibers: &[FiberData]) -> 
         &disp_unit,
         &stack(fibers, |s| &s.wdisp),
     )?;
-    w.table("PLUGMAP", &tables::plugmap(info, fibers), &[])?;
+    w.table(Some("PLUGMAP"), &tables::plugmap(info, fibers), &[])?;
     let sky_unit = [Card::str("BUNIT", "1E-17 erg/cm^2/s/Ang", "")];
     w.image(
         Some("SKY"),
@@ -336,7 +352,7 @@ fn write_spzbest(w: &mut FitsWriter, info: &PlateInfo, fibers: &[FiberData]) -> 
     let mut header = info.header();
     header.push(Card::str("RUN1D", RUN1D, "1D reduction version"));
     w.empty_primary(&header)?;
-    w.table("ZBEST", &tables::zbest(info, fibers), &[])?;
+    w.table(Some("ZBEST"), &tables::zbest(info, fibers), &[])?;
     let mut model_header = info.wcs();
     model_header.extend([
         Card::real("COEFF0", info.coeff0, "log10 wavelength (A) of pixel 0"),
@@ -357,7 +373,7 @@ fn write_spzline(w: &mut FitsWriter, info: &PlateInfo, fibers: &[FiberData]) -> 
     header.push(Card::str("RUN1D", RUN1D, "1D reduction version"));
     w.empty_primary(&header)?;
     let rows: Vec<&ZlineRow> = fibers.iter().flat_map(|f| &f.zlines).collect();
-    w.table("ZLINE", &tables::zline(info, &rows), &[])
+    w.table(Some("ZLINE"), &tables::zline(info, &rows), &[])
 }
 
 /// Writes the HDUs of one plate-level file.
@@ -405,6 +421,7 @@ pub fn generate(cfg: &Config, index: usize) -> Result<Output> {
                     f,
                     &sky_model,
                     cfg.has_exposures(f.target.fiber),
+                    cfg.flavor,
                 )
             })
             .collect::<Result<Vec<u64>>>()?;
@@ -429,6 +446,7 @@ mod tests {
             seed: 7,
             spec_files: true,
             exposures: Some(2),
+            flavor: Flavor::Boss,
         }
     }
 

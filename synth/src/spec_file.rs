@@ -1,18 +1,30 @@
-//! Per-fiber `spec-PPPP-MMMMM-FFFF.fits` in the "full" BOSS layout: HDU0 header, COADD (the fiber's
-//! spPlate row without the ivar = 0 pixels at both ends), SPALL, SPZLINE, and optionally one table
-//! per camera per exposure (`B1-00100000-00100002-00100003`, ...).
+//! Per-fiber `spec-PPPP-MMMMM-FFFF.fits`: HDU0 header, COADD (the fiber's spPlate row without the
+//! ivar = 0 pixels at both ends), SPALL (or SPECOBJ), SPZLINE, and optionally one table per camera
+//! per exposure (`B1-00100000-00100002-00100003`, ...), in one of the [`Flavor`]s of real files.
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{ensure, Result};
 use model::layout::fits_names;
 
-use crate::fits::{write_atomically, Card};
-use crate::plate::{FiberData, PlateInfo, NEXP};
+use crate::fits::{write_atomically, Card, Column};
+use crate::plate::{FiberData, Flavor, PlateInfo, NEXP};
 use crate::seeds::{rng, Stream};
 use crate::spectrum::{observe_exposure, Arm, SkyModel};
 use crate::tables;
 use crate::zline::ZlineRow;
+
+/// Column names in the case the flavor writes them.
+fn cased(mut columns: Vec<Column>, upper: bool) -> Vec<Column> {
+    for c in &mut columns {
+        c.name = if upper {
+            c.name.to_ascii_uppercase()
+        } else {
+            c.name.to_ascii_lowercase()
+        };
+    }
+    columns
+}
 
 /// Writes the spec file of one fiber into `dir`; returns its size in bytes.
 pub fn write(
@@ -22,9 +34,16 @@ pub fn write(
     fiber: &FiberData,
     sky_model: &SkyModel,
     with_exposures: bool,
+    flavor: Flavor,
 ) -> Result<u64> {
+    ensure!(
+        !(with_exposures && flavor == Flavor::Eboss),
+        "eBOSS lite spec files have no exposure HDUs (they carry no EXTNAME to name them)"
+    );
     let t = &fiber.target;
     let path = dir.join(fits_names::spec(info.pm, t.fiber));
+    let named = |n: &'static str| (flavor != Flavor::Eboss).then_some(n);
+    let upper = flavor == Flavor::Eboss;
     write_atomically(&path, |w| {
         let mut header = info.header();
         header.extend([
@@ -34,10 +53,20 @@ pub fn write(
         ]);
         w.empty_primary(&header)?;
         let (first, end) = fiber.spec.good_range();
-        w.table("COADD", &tables::coadd(grid, &fiber.spec, first, end), &[])?;
-        w.table("SPALL", &tables::spall(info, fiber), &[])?;
+        let coadd = cased(tables::coadd(grid, &fiber.spec, first, end), upper);
+        w.table(named("COADD"), &coadd, &[])?;
+        let hdu2 = if flavor == Flavor::Legacy {
+            "SPECOBJ"
+        } else {
+            "SPALL"
+        };
+        w.table(named(hdu2), &tables::spall(info, fiber), &[])?;
         let rows: Vec<&ZlineRow> = fiber.zlines.iter().collect();
-        w.table("SPZLINE", &tables::zline(info, &rows), &[])?;
+        w.table(
+            named("SPZLINE"),
+            &cased(tables::zline(info, &rows), true),
+            &[],
+        )?;
         if with_exposures {
             let half = info.nfiber.div_ceil(2).max(1);
             let slot = (t.fiber as usize - 1) % half;
@@ -57,11 +86,11 @@ pub fn write(
                         Card::int("SPECTROGRAPH", i64::from(t.spectrograph), ""),
                         Card::real("EXPTIME", 900.0, "exposure time (s)"),
                     ];
-                    w.table(
-                        &info.exposure_name(&camera, e),
-                        &tables::exposure(ex),
-                        &cards,
-                    )?;
+                    let columns = match flavor {
+                        Flavor::Legacy => tables::legacy_exposure(ex),
+                        _ => tables::exposure(ex),
+                    };
+                    w.table(Some(&info.exposure_name(&camera, e)), &columns, &cards)?;
                 }
             }
         }

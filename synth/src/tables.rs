@@ -326,6 +326,25 @@ pub fn coadd(grid: &[f64], spec: &FiberSpectrum, first: usize, end: usize) -> Ve
         .build()
 }
 
+/// Spec-file HDU 4+ of an SDSS-I/II file: 7 columns (no `x`), pixels in decreasing wavelength.
+pub fn legacy_exposure(e: ExposureSpectrum) -> Vec<Column> {
+    let rev = |mut v: Vec<f32>| {
+        v.reverse();
+        v
+    };
+    let mut mask = e.mask;
+    mask.reverse();
+    Cols::default()
+        .e("flux", rev(e.flux))
+        .e("loglam", rev(e.loglam))
+        .e("ivar", rev(e.ivar))
+        .j("mask", mask)
+        .e("wdisp", rev(e.wdisp))
+        .e("sky", rev(e.sky))
+        .e("calib", rev(e.calib))
+        .build()
+}
+
 /// Spec-file HDU 4+: one camera in one exposure.
 pub fn exposure(e: ExposureSpectrum) -> Vec<Column> {
     Cols::default()
