@@ -14,7 +14,7 @@ object. Outputs of other rank counts and I/O modes must be `h5diff`-equal to the
   missing fibers, malformed/empty/absent lists, existing OUT with and without --force;
 - a broken or foreign store file under mpirun -n 4: prompt non-zero exit naming the file, no output
   and no temporary file left;
-- --io collective: collective_writes > 0 and fallbacks consistent with the stderr warning.
+- --io collective (MPI-IO write_at_all rounds): collective_writes > 0, same bytes as independent.
 """
 
 from __future__ import annotations
@@ -35,8 +35,7 @@ from conftest import run, sha256
 TABLES = ("plugmap", "spall", "zline", "zbest")
 FORMAT_VERSION = "h5boss-v1"
 SUMMARY_KEYS = {"fibers_asked", "duplicates", "fibers_found", "fibers_missing", "missing", "datasets",
-                "bytes", "ranks", "io", "record_bytes", "collective_writes", "collective_fallbacks",
-                "fallback_causes", "phases", "seconds", "output"}
+                "bytes", "ranks", "io", "record_bytes", "collective_writes", "phases", "seconds", "output"}
 PHASES = {"scan", "exchange", "create", "write", "close"}
 TIMEOUT = 120          # every boss-query subprocess
 FAIL_TIMEOUT = 60      # the failing-rank runs
@@ -321,22 +320,6 @@ def check_summary(summary, **expected):
         assert summary[key] == value, f"--json {key} is {summary[key]!r}, expected {value!r}: {summary}"
 
 
-def check_fallbacks(proc, summary):
-    """collective_fallbacks > 0 <=> fallback_causes non-empty <=> a stderr warning naming each cause."""
-    fallbacks, causes = summary["collective_fallbacks"], summary["fallback_causes"]
-    warnings = [line for line in stderr_lines(proc) if re.search(r"warn", line, re.IGNORECASE)]
-    if fallbacks > 0:
-        assert causes, f"{fallbacks} collective fallbacks but fallback_causes is empty: {summary}"
-        assert warnings, f"{fallbacks} collective fallbacks ({causes}) but no warning on stderr:\n{proc.stderr}"
-        for cause in causes:
-            assert any(str(cause) in line for line in warnings), \
-                f"fallback cause {cause!r} is not named by a stderr warning:\n{proc.stderr}"
-    else:
-        assert causes == [], f"fallback_causes {causes} with collective_fallbacks 0"
-        fallback_warnings = [w for w in warnings if re.search(r"collective|fall", w, re.IGNORECASE)]
-        assert not fallback_warnings, f"collective fallback warning without fallbacks: {fallback_warnings}"
-
-
 def h5diff(a: Path, b: Path):
     return run(["h5diff", a, b], timeout=TIMEOUT)
 
@@ -399,8 +382,7 @@ def test_synth_plain_equals_store(synth_plain, synth_query_store, synth_selectio
     assert datasets > len(selected), "the selection must include fibers with exposures"
     check_summary(summary, fibers_asked=len(selected), duplicates=3, fibers_found=len(selected),
                   fibers_missing=0, missing=[], ranks=1, io="independent", datasets=datasets,
-                  bytes=nbytes, collective_writes=0, collective_fallbacks=0, fallback_causes=[],
-                  output=str(out))
+                  bytes=nbytes, collective_writes=0, output=str(out))
     assert_output_equals_store(out, synth_query_store, selected)
     assert sorted(p.name for p in out.parent.iterdir()) == ["plain.h5"]
 
@@ -421,9 +403,8 @@ def test_synth_same_output_any_ranks(query_bin, synth_query_store, synth_list, s
                   bytes=nbytes, output=str(out))
     if io == "collective":
         assert summary["collective_writes"] > 0, summary
-        check_fallbacks(proc, summary)
     else:
-        assert summary["collective_writes"] == 0 and summary["collective_fallbacks"] == 0, summary
+        assert summary["collective_writes"] == 0, summary
     diff = h5diff(plain_out, out)
     assert diff.returncode == 0, f"h5diff plain vs {ranks or 'plain'}/{io}:\n{diff.stdout}{diff.stderr}"
     assert_no_temp_files(tmp_path)
@@ -777,7 +758,7 @@ def test_unreadable_store_object_is_an_error(query_bin, synth_query_store, synth
 
 @pytest.mark.mpi
 @pytest.mark.parametrize("which", ["synth", "real"])
-def test_collective_writes_and_fallbacks(query_bin, request, tmp_path, which):
+def test_collective_writes(query_bin, request, tmp_path, which):
     if which == "synth":
         store = request.getfixturevalue("synth_query_store")
         lst = request.getfixturevalue("synth_list")
@@ -791,6 +772,5 @@ def test_collective_writes_and_fallbacks(query_bin, request, tmp_path, which):
     assert proc.returncode == 0
     check_summary(summary, ranks=2, io="collective")
     assert summary["collective_writes"] > 0, summary
-    check_fallbacks(proc, summary)
     assert h5diff(plain, out).returncode == 0
     assert_no_temp_files(tmp_path)

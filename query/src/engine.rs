@@ -1,21 +1,40 @@
-//! The parallel subset engine: scan (each rank its share of the store), exchange (one Allgatherv of
-//! compact records), create (all ranks, identical metadata), write (each rank its own fibers), close,
-//! then rank 0 renames the finished file into place.
+//! The parallel subset engine:
+//! 1. scan — each rank opens its share of the store files and describes what it finds as compact
+//!    records (with the byte offset of each dataset's data);
+//! 2. exchange — one `MPI_Allgatherv` of the records; the per-plate descriptions go to rank 0;
+//! 3. create — rank 0 alone makes the whole output with the serial HDF5 driver (every object once,
+//!    datasets allocated at creation) and broadcasts where each dataset's bytes go;
+//! 4. write — every rank copies its byte ranges into the shared file (no HDF5 on the data path);
+//! 5. close — fsync on every rank, then rank 0 renames the file into place.
+//!
+//! A failure on any rank is agreed on by all (each returns; the failing one says why), except in
+//! the middle of collective MPI-IO, where the job is aborted; nothing ever appears under the final
+//! name unless every rank succeeded.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use model::{layout, FiberId, PlateMjd};
+use model::atomic::AtomicFile;
+use model::{FiberId, PlateMjd};
 use ranks::{partition_by_weight, Job};
 use serde::Serialize;
-use store::raw;
 
+use crate::copy::{coalesce, copy_collective, copy_independent, CopyOp, Method};
+use crate::create::{create_output, Offsets};
 use crate::error::{QueryError, Result};
-use crate::output::create_output;
 use crate::records::{DatasetRecord, PlateMeta};
-use crate::scan::{list_store, scan_file, Scanned};
-use crate::transfer::{cause_names, IoMode, Transfer};
+use crate::scan::{list_store, scan_file, Scanned, TableSource};
+
+/// How ranks write the output's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoMode {
+    /// Each rank copies its own byte ranges (`copy_file_range`).
+    Independent,
+    /// All ranks write together with MPI-IO (`MPI_File_write_at_all`).
+    Collective,
+}
 
 /// What to query.
 pub struct QueryOptions {
@@ -42,55 +61,45 @@ pub struct QueryReport {
     pub missing: Vec<FiberId>,
     pub datasets: usize,
     pub bytes: u64,
-    pub records_exchanged: usize,
     pub record_bytes: usize,
     pub collective_writes: u64,
-    pub collective_fallbacks: u64,
-    pub fallback_causes: Vec<&'static str>,
     pub phases: Phases,
 }
 
-/// The query failed on some rank; that rank has printed why.
-#[derive(Debug)]
-pub struct Failed;
+/// A scanned store file of this rank.
+struct Mine {
+    source: u32,
+    scanned: Scanned,
+}
 
-/// Runs the query on every rank of the job. An error on one rank in the scan is agreed on by all
-/// ranks (clean exit); an error after the output is open aborts the whole job.
-pub fn run_query(job: &Job, opts: &QueryOptions) -> std::result::Result<QueryReport, Failed> {
-    let report_err = |e: QueryError| {
-        eprintln!("boss-query: error (rank {}): {e}", job.rank());
-        Failed
-    };
+/// Runs the query on every rank of the job.
+pub fn run_query(job: &Job, opts: &QueryOptions) -> Result<QueryReport> {
     let mut phases = Phases::default();
 
     // Scan.
     let t = Instant::now();
-    let scanned = scan_phase(job, opts);
-    let failed = job.any(scanned.is_err());
-    let scanned = match scanned {
-        Err(e) => return Err(report_err(e)),
-        Ok(_) if failed => return Err(Failed),
-        Ok(s) => s,
-    };
+    let files = list_store(&opts.store)?;
+    let sources: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+    let scanned = agree(job, scan_phase(job, opts, &files))?;
     phases.scan = t.elapsed().as_secs_f64();
 
     // Exchange.
     let t = Instant::now();
     let local: Vec<DatasetRecord> = scanned
         .iter()
-        .flat_map(|(_, s)| s.records.iter().copied())
+        .flat_map(|m| m.scanned.records.iter().copied())
         .collect();
-    let mut records = match job.all_gather_varcount(&local) {
-        Ok(r) => r,
-        Err(e) => return Err(report_err(QueryError::Other(e.to_string()))),
-    };
+    let mut records = job.all_gather_varcount(&local)?;
     records.sort_by_key(DatasetRecord::sort_key);
-    let local_metas: Vec<PlateMeta> = scanned.iter().filter_map(|(_, s)| s.meta.clone()).collect();
-    let mut metas: Vec<PlateMeta> = match job.all_gather(&local_metas) {
-        Ok(m) => m.into_iter().flatten().collect(),
-        Err(e) => return Err(report_err(QueryError::Other(e.to_string()))),
-    };
-    metas.sort_by_key(|m| m.pm);
+    let local_metas: Vec<PlateMeta> = scanned
+        .iter()
+        .filter_map(|m| m.scanned.meta.clone())
+        .collect();
+    let metas: Option<Vec<PlateMeta>> = job.gather_to_root(&local_metas)?.map(|all| {
+        let mut m: Vec<PlateMeta> = all.into_iter().flatten().collect();
+        m.sort_by_key(|m| m.pm);
+        m
+    });
     phases.exchange = t.elapsed().as_secs_f64();
 
     let found: BTreeSet<FiberId> = records.iter().map(DatasetRecord::fiber_id).collect();
@@ -101,86 +110,89 @@ pub fn run_query(job: &Job, opts: &QueryOptions) -> std::result::Result<QueryRep
         .copied()
         .collect();
 
-    // Create.
+    // Create (rank 0), under the temporary name all ranks know.
     let t = Instant::now();
-    let tmp = temp_output_path(job, &opts.output);
-    let mine: HashMap<u32, &Scanned> = scanned.iter().map(|(i, s)| (*i, s)).collect();
-    let keep = |source: u32| opts.io == IoMode::Collective || mine.contains_key(&source);
-    let output = match create_output(&tmp, job.mpi_world(), &metas, &records, keep) {
-        Ok(o) => o,
-        Err(e) => abort(job, &tmp, e),
+    let out = AtomicFile::with_temp(&opts.output, temp_output_path(job, &opts.output)?);
+    let created = match &metas {
+        Some(metas) => create_output(out.temp(), metas, &records).map_err(|e| e.to_string()),
+        None => Err(String::new()),
+    };
+    let offsets: std::result::Result<Offsets, String> =
+        job.broadcast(job.is_root().then_some(&created))?;
+    let offsets = match (created, offsets) {
+        (Err(e), _) if job.is_root() => return Err(QueryError::Invalid(e)),
+        (_, Err(_)) => return Err(QueryError::OtherRank),
+        (_, Ok(o)) => o,
     };
     phases.create = t.elapsed().as_secs_f64();
 
     // Write.
     let t = Instant::now();
-    let mut transfer = Transfer::new(opts.io)
-        .unwrap_or_else(|e| abort(job, &tmp, QueryError::Other(e.to_string())));
-    let bytes = match write_phase(&mine, &metas, &records, &output, &mut transfer) {
-        Ok(b) => b,
-        Err(e) => abort(job, &tmp, e),
+    let metas_pm: Vec<PlateMjd> = offsets_plates(job, &metas)?;
+    let ops = coalesce(copy_ops(&scanned, &records, &offsets, &metas_pm));
+    let written = match opts.io {
+        IoMode::Independent => agree(
+            job,
+            copy_independent(out.temp(), &sources, &ops, copy_method()),
+        )?,
+        IoMode::Collective => {
+            copy_collective(job, out.temp(), &sources, &ops).unwrap_or_else(|e| abort(job, e))
+        }
     };
     phases.write = t.elapsed().as_secs_f64();
 
-    // Close (collective), then rename once every rank is done.
+    // Close: every rank has fsynced its writes; rank 0 puts the file in place.
     let t = Instant::now();
-    let report = transfer.report;
-    drop(transfer);
-    if let Err(e) = output.close() {
-        abort(
-            job,
-            &tmp,
-            QueryError::output(&tmp, format!("cannot close: {e}")),
-        );
-    }
-    drop(scanned);
-    job.barrier();
-    if job.is_root() {
-        // Durable before it appears under its final name.
-        if let Err(e) = std::fs::File::open(&tmp).and_then(|f| f.sync_all()) {
-            abort(job, &tmp, QueryError::output(&tmp, format!("fsync: {e}")));
-        }
-        if let Err(e) = std::fs::rename(&tmp, &opts.output) {
-            abort(
-                job,
-                &tmp,
-                QueryError::output(&opts.output, format!("cannot rename into place: {e}")),
-            );
-        }
-    }
-    job.barrier();
+    finish(job, out)?;
     phases.close = t.elapsed().as_secs_f64();
 
-    let phases = Phases {
-        scan: job.max_f64(phases.scan),
-        exchange: job.max_f64(phases.exchange),
-        create: job.max_f64(phases.create),
-        write: job.max_f64(phases.write),
-        close: job.max_f64(phases.close),
-    };
-    // Why any rank's collective writes fell back, OR-ed over all ranks.
-    let causes = cause_names(job.or_u32(report.causes));
     Ok(QueryReport {
         fibers_found: found.len(),
         missing,
         datasets: records.len(),
-        bytes: job.sum_u64(bytes),
-        records_exchanged: records.len(),
+        bytes: job.sum_u64(written.bytes),
         record_bytes: std::mem::size_of::<DatasetRecord>(),
-        collective_writes: job.sum_u64(report.collective),
-        collective_fallbacks: job.sum_u64(report.fell_back),
-        fallback_causes: causes,
-        phases,
+        collective_writes: job.max_u64(written.collective_calls),
+        phases: Phases {
+            scan: job.max_f64(phases.scan),
+            exchange: job.max_f64(phases.exchange),
+            create: job.max_f64(phases.create),
+            write: job.max_f64(phases.write),
+            close: job.max_f64(phases.close),
+        },
     })
 }
 
+/// Every rank learns whether any rank failed: the failing rank returns its error, the others
+/// [`QueryError::OtherRank`].
+fn agree<T>(job: &Job, r: Result<T>) -> Result<T> {
+    let failed = job.any(r.is_err());
+    match r {
+        Err(e) => Err(e),
+        Ok(_) if failed => Err(QueryError::OtherRank),
+        Ok(v) => Ok(v),
+    }
+}
+
+/// How independent writes move bytes (`BOSS_COPY=buffered` forces `pread`/`pwrite`, for
+/// measurements and file systems that misbehave with `copy_file_range`).
+fn copy_method() -> Method {
+    match std::env::var("BOSS_COPY").as_deref() {
+        Ok("buffered") => Method::Buffered,
+        _ => Method::Kernel,
+    }
+}
+
 /// Opens this rank's share of the store files that hold requested plate-MJDs.
-fn scan_phase(job: &Job, opts: &QueryOptions) -> Result<Vec<(u32, Scanned)>> {
+fn scan_phase(
+    job: &Job,
+    opts: &QueryOptions,
+    files: &[crate::scan::StoreFile],
+) -> Result<Vec<Mine>> {
     let mut wanted: HashMap<PlateMjd, Vec<i32>> = HashMap::new();
     for f in &opts.fibers {
         wanted.entry(f.plate_mjd()).or_default().push(f.fiber);
     }
-    let files = list_store(&opts.store)?;
     let relevant: Vec<(u32, usize)> = files
         .iter()
         .enumerate()
@@ -195,78 +207,89 @@ fn scan_phase(job: &Job, opts: &QueryOptions) -> Result<Vec<(u32, Scanned)>> {
         .filter(|(_, o)| *o == job.rank())
         .map(|(&(i, _), _)| {
             let f = &files[i as usize];
-            scan_file(f, i, &wanted[&f.pm]).map(|s| (i, s))
+            scan_file(f, i, &wanted[&f.pm]).map(|scanned| Mine { source: i, scanned })
         })
         .collect()
 }
 
-/// Copies this rank's datasets and table subsets into the output; returns the bytes written.
-fn write_phase(
-    mine: &HashMap<u32, &Scanned>,
-    metas: &[PlateMeta],
+/// The plate-MJD of each entry of `Offsets::tables`, on every rank (rank 0 knows the metas).
+fn offsets_plates(job: &Job, metas: &Option<Vec<PlateMeta>>) -> Result<Vec<PlateMjd>> {
+    let pms: Option<Vec<PlateMjd>> = metas.as_ref().map(|m| m.iter().map(|m| m.pm).collect());
+    Ok(job.broadcast(pms.as_ref())?)
+}
+
+/// This rank's byte ranges: its datasets, and the rows of its plate-MJDs' tables.
+fn copy_ops(
+    mine: &[Mine],
     records: &[DatasetRecord],
-    output: &crate::output::Output,
-    transfer: &mut Transfer,
-) -> Result<u64> {
-    let mut bytes = 0u64;
-    let err = |e: hdf5::Error| QueryError::Other(e.to_string());
-    for (r, ds) in records.iter().zip(&output.datasets) {
-        let Some(ds) = ds else { continue };
-        let dtype = ds.dtype().map_err(err)?;
-        match mine.get(&r.source) {
-            Some(s) => {
-                let pm = r.fiber_id().plate_mjd();
-                let path = match r.kind().arm() {
-                    None => layout::coadd_path(pm, r.fiber),
-                    Some(arm) => layout::exposure_path(pm, r.fiber, r.expid, arm),
-                };
-                let src = s.file.dataset(&path).map_err(err)?;
-                let data = raw::read_all(&src, &dtype, r.len as usize * dtype.size())
-                    .map_err(|e| QueryError::store(Path::new(&s.file.filename()), e))?;
-                transfer.write(ds, &dtype, &data).map_err(err)?;
-                bytes += data.len() as u64;
-            }
-            None => transfer.join(ds, &dtype).map_err(err)?,
+    offsets: &Offsets,
+    metas_pm: &[PlateMjd],
+) -> Vec<CopyOp> {
+    let sources: std::collections::HashSet<u32> = mine.iter().map(|m| m.source).collect();
+    let mut ops: Vec<CopyOp> = records
+        .iter()
+        .zip(&offsets.datasets)
+        .filter(|(r, _)| sources.contains(&r.source))
+        .filter_map(|(r, dst)| {
+            dst.map(|dst| CopyOp {
+                source: r.source,
+                src: r.src_offset,
+                dst,
+                len: r.bytes(),
+            })
+        })
+        .collect();
+    for m in mine {
+        let Some(meta) = &m.scanned.meta else {
+            continue;
+        };
+        let Ok(i) = metas_pm.binary_search(&meta.pm) else {
+            continue;
+        };
+        for (table, dst) in m.scanned.tables.iter().zip(&offsets.tables[i]) {
+            let Some(dst) = dst else { continue };
+            ops.extend(table_ops(m.source, table, *dst));
         }
     }
-    for (meta, datasets) in metas.iter().zip(&output.tables) {
-        for (t, ds) in meta.tables.iter().zip(datasets) {
-            let Some(ds) = ds else { continue };
-            let dtype = ds.dtype().map_err(err)?;
-            match mine.get(&meta.source) {
-                Some(s) => {
-                    let table = s
-                        .tables
-                        .iter()
-                        .find(|(name, _)| *name == t.table)
-                        .map(|(_, tab)| tab);
-                    let data = table.map(|tab| tab.bytes()).unwrap_or_default();
-                    transfer.write(ds, &dtype, data).map_err(err)?;
-                    bytes += data.len() as u64;
-                }
-                None => transfer.join(ds, &dtype).map_err(err)?,
-            }
-        }
-    }
-    Ok(bytes)
+    ops
 }
 
-/// The temporary name all ranks write under: beside the output, hidden, with rank 0's pid.
-fn temp_output_path(job: &Job, output: &Path) -> PathBuf {
+fn table_ops(source: u32, t: &TableSource, dst: u64) -> impl Iterator<Item = CopyOp> + '_ {
+    t.runs.iter().map(move |run| CopyOp {
+        source,
+        src: run.src,
+        dst: dst + run.out_row * t.row_size,
+        len: run.rows * t.row_size,
+    })
+}
+
+/// The temporary name all ranks write under: beside the output, named by rank 0's host and pid.
+fn temp_output_path(job: &Job, output: &Path) -> Result<PathBuf> {
     let owner = (model::atomic::hostname(), std::process::id());
-    let (host, pid): (String, u32) = job
-        .broadcast(job.is_root().then_some(&owner))
-        .unwrap_or(owner);
-    model::atomic::temp_path(output, &host, pid)
+    let (host, pid): (String, u32) = job.broadcast(job.is_root().then_some(&owner))?;
+    Ok(model::atomic::temp_path(output, &host, pid))
 }
 
-/// Ends the whole job after a failure past the point where ranks could agree on it: the temporary
-/// file is removed, nothing appears under the final name.
-fn abort(job: &Job, tmp: &Path, e: QueryError) -> ! {
+/// Rank 0 commits the output once every rank's writes are durable; every rank learns the outcome.
+fn finish(job: &Job, out: AtomicFile) -> Result<()> {
+    job.barrier();
+    let dest = out.dest().to_path_buf();
+    let result = if job.is_root() {
+        out.commit()
+            .map_err(|e| QueryError::io(&dest, "cannot put the output into place", e))
+    } else {
+        out.disarm();
+        Ok(())
+    };
+    agree(job, result)
+}
+
+/// Ends the whole job after a failure in the middle of collective MPI-IO (the other ranks would
+/// wait in it forever); the temporary files are removed first.
+fn abort(job: &Job, e: QueryError) -> ! {
     eprintln!(
         "boss-query: error (rank {}): {e}; aborting the job",
         job.rank()
     );
-    let _ = std::fs::remove_file(tmp);
     job.abort(2)
 }

@@ -134,7 +134,7 @@ fn build_batch(
     columns: &[SpectralColumn],
 ) -> Result<RecordBatch> {
     let path = store.join(layout::store_file_name(pm));
-    let err = |e: hdf5::Error| QueryError::store(&path, e);
+    let err = |e: hdf5::Error| QueryError::hdf5(&path, "cannot read a coadd", e);
     let file = hdf5::File::open(&path).map_err(err)?;
     let mut pixels: Vec<CoaddRecord> = Vec::new();
     let mut offsets = vec![0i32];
@@ -144,18 +144,23 @@ fn build_batch(
         pixels.extend(coadd.read_raw::<CoaddRecord>().map_err(err)?);
         offsets.push(
             i32::try_from(pixels.len())
-                .map_err(|_| QueryError::Other("more than 2^31 pixels in one plate-MJD".into()))?,
+                .map_err(|_| QueryError::store(&path, "more than 2^31 pixels in one plate-MJD"))?,
         );
     }
     let mut arrays: Vec<ArrayRef> = subset.to_record_batch().columns().to_vec();
     let offsets = OffsetBuffer::new(offsets.into());
     for c in columns {
         let item = Arc::new(Field::new_list_field(c.item_type(), false));
-        let list = ListArray::try_new(item, offsets.clone(), c.array(&pixels), None)
-            .map_err(|e| QueryError::Other(e.to_string()))?;
+        let list = ListArray::try_new(item, offsets.clone(), c.array(&pixels), None).map_err(
+            |source| QueryError::Arrow {
+                path: path.clone(),
+                source,
+            },
+        )?;
         arrays.push(Arc::new(list));
     }
-    RecordBatch::try_new(schema.clone(), arrays).map_err(|e| QueryError::Other(e.to_string()))
+    RecordBatch::try_new(schema.clone(), arrays)
+        .map_err(|source| QueryError::Arrow { path, source })
 }
 
 /// The writers rank 0 feeds, each into a temporary file committed when complete (removed if the
@@ -167,26 +172,35 @@ struct Writers {
 
 impl Writers {
     fn open(opts: &ExportOptions, schema: &SchemaRef) -> Result<Self> {
-        let err = |p: &Path, e: &dyn std::fmt::Display| QueryError::output(p, e);
+        let io = |p: &Path, e| QueryError::io(p, "cannot create the export", e);
         let arrow = match &opts.arrow {
             Some(p) => {
                 let w = AtomicFile::new(p);
-                let f = File::create(w.temp()).map_err(|e| err(p, &e))?;
-                Some((FileWriter::try_new(f, schema).map_err(|e| err(p, &e))?, w))
+                let f = File::create(w.temp()).map_err(|e| io(p, e))?;
+                let fw = FileWriter::try_new(f, schema).map_err(|source| QueryError::Arrow {
+                    path: p.clone(),
+                    source,
+                })?;
+                Some((fw, w))
             }
             None => None,
         };
         let parquet = match &opts.parquet {
             Some(p) => {
                 let w = AtomicFile::new(p);
-                let f = File::create(w.temp()).map_err(|e| err(p, &e))?;
+                let f = File::create(w.temp()).map_err(|e| io(p, e))?;
                 // One row group per plate-MJD batch at most: memory stays bounded.
                 let props = WriterProperties::builder()
                     .set_compression(Compression::SNAPPY)
                     .set_max_row_group_row_count(Some(1024))
                     .build();
                 let pw =
-                    ArrowWriter::try_new(f, schema.clone(), Some(props)).map_err(|e| err(p, &e))?;
+                    ArrowWriter::try_new(f, schema.clone(), Some(props)).map_err(|source| {
+                        QueryError::Parquet {
+                            path: p.clone(),
+                            source,
+                        }
+                    })?;
                 Some((pw, w))
             }
             None => None,
@@ -196,27 +210,40 @@ impl Writers {
 
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         if let Some((w, a)) = &mut self.arrow {
-            w.write(batch)
-                .map_err(|e| QueryError::output(a.dest(), e))?;
+            w.write(batch).map_err(|source| QueryError::Arrow {
+                path: a.dest().to_path_buf(),
+                source,
+            })?;
         }
         if let Some((w, a)) = &mut self.parquet {
-            w.write(batch)
-                .map_err(|e| QueryError::output(a.dest(), e))?;
+            w.write(batch).map_err(|source| QueryError::Parquet {
+                path: a.dest().to_path_buf(),
+                source,
+            })?;
         }
         Ok(())
     }
 
     fn finish(self) -> Result<()> {
-        if let Some((mut w, a)) = self.arrow {
-            w.finish().map_err(|e| QueryError::output(a.dest(), e))?;
-            drop(w);
+        let commit = |a: AtomicFile| {
             let dest = a.dest().to_path_buf();
-            a.commit().map_err(|e| QueryError::output(&dest, e))?;
+            a.commit()
+                .map_err(|e| QueryError::io(&dest, "cannot put the export into place", e))
+        };
+        if let Some((mut w, a)) = self.arrow {
+            w.finish().map_err(|source| QueryError::Arrow {
+                path: a.dest().to_path_buf(),
+                source,
+            })?;
+            drop(w);
+            commit(a)?;
         }
         if let Some((w, a)) = self.parquet {
-            w.close().map_err(|e| QueryError::output(a.dest(), e))?;
-            let dest = a.dest().to_path_buf();
-            a.commit().map_err(|e| QueryError::output(&dest, e))?;
+            w.close().map_err(|source| QueryError::Parquet {
+                path: a.dest().to_path_buf(),
+                source,
+            })?;
+            commit(a)?;
         }
         Ok(())
     }
@@ -224,20 +251,22 @@ impl Writers {
 
 fn ipc_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
-    let mut w = StreamWriter::try_new(&mut buf, &batch.schema())
-        .map_err(|e| QueryError::Other(e.to_string()))?;
-    w.write(batch)
-        .map_err(|e| QueryError::Other(e.to_string()))?;
-    w.finish().map_err(|e| QueryError::Other(e.to_string()))?;
+    let mut w = StreamWriter::try_new(&mut buf, &batch.schema()).map_err(QueryError::Ipc)?;
+    w.write(batch).map_err(QueryError::Ipc)?;
+    w.finish().map_err(QueryError::Ipc)?;
     drop(w);
     Ok(buf)
 }
 
 fn from_ipc_bytes(bytes: &[u8]) -> Result<RecordBatch> {
-    let mut r = StreamReader::try_new(bytes, None).map_err(|e| QueryError::Other(e.to_string()))?;
+    let mut r = StreamReader::try_new(bytes, None).map_err(QueryError::Ipc)?;
     r.next()
-        .ok_or_else(|| QueryError::Other("empty batch from a rank".into()))?
-        .map_err(|e| QueryError::Other(e.to_string()))
+        .ok_or_else(|| {
+            QueryError::Ipc(arrow::error::ArrowError::IpcError(
+                "an empty batch from a rank".into(),
+            ))
+        })?
+        .map_err(QueryError::Ipc)
 }
 
 /// Exports the selected fibers (`subset`, sorted by key). Collective: every rank calls it. A failure

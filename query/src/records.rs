@@ -1,11 +1,12 @@
 //! What the ranks exchange: one compact fixed-size record per dataset found (sent as an MPI datatype,
-//! no serialisation), and one small description per plate-MJD (header attributes, table schemas).
+//! no serialisation), and one small description per plate-MJD (attributes, table types) that only
+//! rank 0, which creates the output, needs.
 
 use model::layout::{Arm, PlateTable};
 use model::{FiberId, PlateMjd};
 use mpi::traits::Equivalence;
 use serde::{Deserialize, Serialize};
-use store::{AttrValue, Column};
+use store::{AttrValue, FieldSet};
 
 /// Which dataset of a fiber a record describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -41,10 +42,7 @@ impl DatasetKind {
     }
 }
 
-/// Longest EXTNAME kept for an exposure (SDSS names are 29 characters).
-pub const EXTNAME_BYTES: usize = 32;
-
-/// One dataset to copy: where it belongs, how long it is, which store file holds it. 64 bytes.
+/// One dataset to copy: where it belongs, its shape and type, where its bytes are. 40 bytes.
 #[derive(Equivalence, Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[repr(C)]
 pub struct DatasetRecord {
@@ -55,64 +53,48 @@ pub struct DatasetRecord {
     pub expid: u32,
     /// Number of elements (pixels).
     pub len: u64,
-    /// Index of the store file in the sorted list every rank builds.
+    /// Byte offset of the dataset's data in its source file.
+    pub src_offset: u64,
+    /// Index of the source file in the list every rank builds.
     pub source: u32,
+    /// Index of the dataset's attributes in its plate-MJD's [`PlateMeta::attr_sets`].
+    pub attrs: u16,
     pub kind: u8,
-    pub spectrograph: u8,
-    pub extname_len: u8,
-    pub reserved: u8,
-    pub extname: [u8; EXTNAME_BYTES],
+    /// The fields of an exposure record ([`FieldSet`]); unused for a coadd.
+    pub fields: u8,
 }
 
 impl DatasetRecord {
-    pub fn coadd(id: FiberId, len: u64, source: u32) -> Self {
-        Self {
-            plate: id.plate,
-            mjd: id.mjd,
-            fiber: id.fiber,
-            expid: 0,
-            len,
-            source,
-            kind: DatasetKind::Coadd as u8,
-            spectrograph: 0,
-            extname_len: 0,
-            reserved: 0,
-            extname: [0; EXTNAME_BYTES],
-        }
-    }
-
-    pub fn exposure(
-        id: FiberId,
-        expid: u32,
-        arm: Arm,
-        spectrograph: u8,
-        extname: &str,
-        len: u64,
-        source: u32,
-    ) -> Self {
-        let mut name = [0u8; EXTNAME_BYTES];
-        let n = extname.len().min(EXTNAME_BYTES);
-        name[..n].copy_from_slice(&extname.as_bytes()[..n]);
-        Self {
-            expid,
-            kind: DatasetKind::from_arm(arm) as u8,
-            spectrograph,
-            extname_len: n as u8,
-            extname: name,
-            ..Self::coadd(id, len, source)
-        }
-    }
-
     pub fn fiber_id(&self) -> FiberId {
         FiberId::new(self.plate, self.mjd, self.fiber)
+    }
+
+    pub fn plate_mjd(&self) -> PlateMjd {
+        PlateMjd {
+            plate: self.plate,
+            mjd: self.mjd,
+        }
     }
 
     pub fn kind(&self) -> DatasetKind {
         DatasetKind::from_u8(self.kind)
     }
 
-    pub fn extname(&self) -> &str {
-        std::str::from_utf8(&self.extname[..self.extname_len as usize]).unwrap_or("")
+    pub fn field_set(&self) -> FieldSet {
+        FieldSet(self.fields)
+    }
+
+    /// Bytes of one element.
+    pub fn element_size(&self) -> u64 {
+        match self.kind() {
+            DatasetKind::Coadd => std::mem::size_of::<store::CoaddRecord>() as u64,
+            _ => self.field_set().record_size() as u64,
+        }
+    }
+
+    /// Bytes of the dataset.
+    pub fn bytes(&self) -> u64 {
+        self.len * self.element_size()
     }
 
     /// The order every rank sorts the global list by: fiber, coadd first, then exposures.
@@ -124,22 +106,24 @@ impl DatasetRecord {
     }
 }
 
-/// One plate-level table subset: its columns and how many rows the output gets.
+/// One plate-level table of the output: its exact file type, attributes and selected row count.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TableMeta {
     pub table: PlateTable,
-    pub columns: Vec<Column>,
+    /// The source's file datatype (`H5Tencode`), so that rows are copied as bytes.
+    pub dtype: Vec<u8>,
+    pub attrs: Vec<(String, AttrValue)>,
     pub rows: u64,
 }
 
-/// What every rank needs to create the metadata of one plate-MJD in the output.
+/// What rank 0 needs to create the metadata of one plate-MJD in the output.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PlateMeta {
     pub pm: PlateMjd,
-    pub source: u32,
     pub attrs: Vec<(String, AttrValue)>,
-    /// Attributes shared by the coadd datasets of this plate-MJD (units).
-    pub coadd_attrs: Vec<(String, AttrValue)>,
+    /// The distinct attribute lists of the plate-MJD's datasets; records point into it (index 0 is
+    /// always the empty list).
+    pub attr_sets: Vec<Vec<(String, AttrValue)>>,
     pub tables: Vec<TableMeta>,
 }
 
@@ -149,20 +133,24 @@ mod tests {
 
     #[test]
     fn record_is_compact_and_orders_coadd_first() {
-        assert_eq!(std::mem::size_of::<DatasetRecord>(), 64);
-        let id = FiberId::new(1, 2, 3);
-        let c = DatasetRecord::coadd(id, 10, 0);
-        let e = DatasetRecord::exposure(
-            id,
-            104927,
-            Arm::Red,
-            1,
-            "R1-00104927-00104934-00104935",
-            5,
-            0,
-        );
+        assert_eq!(std::mem::size_of::<DatasetRecord>(), 40);
+        let c = DatasetRecord {
+            plate: 1,
+            mjd: 2,
+            fiber: 3,
+            len: 10,
+            ..Default::default()
+        };
+        let e = DatasetRecord {
+            expid: 104927,
+            kind: DatasetKind::Red as u8,
+            fields: FieldSet::ALL.0,
+            len: 5,
+            ..c
+        };
         assert!(c.sort_key() < e.sort_key());
-        assert_eq!(e.extname(), "R1-00104927-00104934-00104935");
         assert_eq!(e.kind(), DatasetKind::Red);
+        assert_eq!(c.bytes(), 320);
+        assert_eq!(e.bytes(), 160);
     }
 }

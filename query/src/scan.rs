@@ -1,16 +1,18 @@
 //! The scan phase: each rank opens only its share of the store files and describes the requested
-//! fibers it finds there as compact records, plus each plate-MJD's attributes and table subsets.
+//! fibers it finds there — every dataset as a compact record with the byte offset of its data, each
+//! plate-MJD's attributes and table types, and the runs of table rows to copy — then closes the file.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use hdf5::H5Type;
 use model::layout::{self, Arm, PlateTable};
-use model::{FiberId, PlateMjd};
+use model::PlateMjd;
 use store::attrs::{read_attrs, read_str_attr};
-use store::{AttrValue, Table};
+use store::{AttrValue, CoaddRecord, FieldSet, Table};
 
 use crate::error::{QueryError, Result};
-use crate::records::{DatasetRecord, PlateMeta, TableMeta};
+use crate::records::{DatasetKind, DatasetRecord, PlateMeta, TableMeta};
 
 /// One file of the store.
 #[derive(Debug, Clone)]
@@ -22,8 +24,8 @@ pub struct StoreFile {
 
 /// Lists the store's files, sorted by plate-MJD (the same list, in the same order, on every rank).
 pub fn list_store(dir: &Path) -> Result<Vec<StoreFile>> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| QueryError::store(dir, format!("cannot list the store: {e}")))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| QueryError::io(dir, "cannot list the store", e))?;
     let mut files: Vec<StoreFile> = entries
         .flatten()
         .filter_map(|e| {
@@ -41,162 +43,273 @@ pub fn list_store(dir: &Path) -> Result<Vec<StoreFile>> {
     Ok(files)
 }
 
-/// What a rank found in one store file.
-pub struct Scanned {
-    pub file: hdf5::File,
-    pub records: Vec<DatasetRecord>,
-    pub meta: Option<PlateMeta>,
-    /// The rows of each plate-level table that belong to the selected fibers.
-    pub tables: Vec<(PlateTable, Table)>,
+/// A run of consecutive table rows: from the source (byte offset) to output row `out_row`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowRun {
+    pub src: u64,
+    pub out_row: u64,
+    pub rows: u64,
 }
 
-impl Scanned {
-    /// A store file that holds none of the requested fibers.
-    fn nothing(file: hdf5::File) -> Self {
-        Self {
-            file,
-            records: Vec::new(),
-            meta: None,
-            tables: Vec::new(),
-        }
+/// Where one output table's rows come from.
+#[derive(Debug, Clone, Default)]
+pub struct TableSource {
+    pub row_size: u64,
+    pub runs: Vec<RowRun>,
+}
+
+/// What a rank found in one store file.
+#[derive(Debug, Default)]
+pub struct Scanned {
+    pub records: Vec<DatasetRecord>,
+    pub meta: Option<PlateMeta>,
+    /// For each table of `meta.tables`, in order: where its rows are in the source file.
+    pub tables: Vec<TableSource>,
+}
+
+/// The distinct attribute lists of one plate-MJD's datasets (index 0: none).
+struct AttrSets(Vec<Vec<(String, AttrValue)>>);
+
+impl AttrSets {
+    fn new() -> Self {
+        Self(vec![Vec::new()])
+    }
+
+    fn index(&mut self, attrs: Vec<(String, AttrValue)>) -> Option<u16> {
+        // Compared as debug text: float attributes (NaN) are then equal to themselves.
+        let key = format!("{attrs:?}");
+        let i = match self.0.iter().position(|a| format!("{a:?}") == key) {
+            Some(i) => i,
+            None => {
+                self.0.push(attrs);
+                self.0.len() - 1
+            }
+        };
+        u16::try_from(i).ok()
     }
 }
 
 /// Opens a store file and finds the requested fibers (sorted) in it.
 pub fn scan_file(sf: &StoreFile, source: u32, fibers: &[i32]) -> Result<Scanned> {
-    let err = |m: String| QueryError::store(&sf.path, m);
-    let file =
-        hdf5::File::open(&sf.path).map_err(|e| err(format!("cannot open the store file: {e}")))?;
+    let path = &sf.path;
+    let h5 = |what: String| move |e| QueryError::hdf5(path, what, e);
+    let file = hdf5::File::open(path).map_err(h5("cannot open the store file".into()))?;
     if read_str_attr(&file, layout::FORMAT_ATTR).as_deref() != Some(layout::FORMAT_VERSION) {
-        return Err(err(format!(
-            "not a store file written by boss-ingest (no {} attribute)",
-            layout::FORMAT_ATTR
-        )));
+        return Err(QueryError::Foreign { path: path.clone() });
     }
-    let mut records = Vec::new();
     let group_path = layout::plate_mjd_group(sf.pm);
     if !file.link_exists(&group_path) {
-        return Ok(Scanned::nothing(file));
+        return Ok(Scanned::default());
     }
-    let group = file
-        .group(&group_path)
-        .map_err(|e| err(format!("{group_path}: {e}")))?;
+    let group = file.group(&group_path).map_err(h5(group_path.clone()))?;
+    let mut records = Vec::new();
+    let mut sets = AttrSets::new();
     let mut found = HashSet::new();
-    let mut coadd_attrs = None;
+    let coadd_type = CoaddRecord::type_descriptor();
     for &fiber in fibers {
-        let id = FiberId::new(sf.pm.plate, sf.pm.mjd, fiber);
         // Absent is "not in the store"; present but unreadable is an error of the store file.
         let name = fiber.to_string();
         if !group.link_exists(&name) {
             continue;
         }
-        let fiber_err = |e: hdf5::Error| err(format!("{}: {e}", layout::fiber_group(sf.pm, fiber)));
-        let fiber_group = group.group(&name).map_err(fiber_err)?;
+        let fpath = layout::fiber_group(sf.pm, fiber);
+        let fiber_group = group.group(&name).map_err(h5(fpath.clone()))?;
         // Listing (not probing) the members: a damaged group is an error, not an absent fiber.
-        let members = fiber_group.member_names().map_err(fiber_err)?;
+        let members = fiber_group.member_names().map_err(h5(fpath.clone()))?;
         if !members.iter().any(|m| m == layout::COADD) {
             continue;
         }
-        let coadd = fiber_group.dataset(layout::COADD).map_err(fiber_err)?;
-        found.insert(fiber);
-        records.push(DatasetRecord::coadd(id, coadd.size() as u64, source));
-        if coadd_attrs.is_none() {
-            coadd_attrs = Some(read_attrs(&coadd).map_err(fiber_err)?);
+        let cpath = layout::coadd_path(sf.pm, fiber);
+        let coadd = fiber_group
+            .dataset(layout::COADD)
+            .map_err(h5(cpath.clone()))?;
+        let dtype = coadd
+            .dtype()
+            .and_then(|t| t.to_descriptor())
+            .map_err(h5(cpath.clone()))?;
+        if dtype != coadd_type {
+            return Err(QueryError::store(
+                path,
+                format!("{cpath} is not a coadd record dataset"),
+            ));
         }
+        let base = DatasetRecord {
+            plate: sf.pm.plate,
+            mjd: sf.pm.mjd,
+            fiber,
+            source,
+            ..Default::default()
+        };
+        records.push(dataset_record(path, &cpath, &coadd, base, &mut sets)?);
+        found.insert(fiber);
         if members.iter().any(|m| m == layout::EXPOSURES) {
-            scan_exposures(&fiber_group, id, source, &mut records).map_err(fiber_err)?;
+            scan_exposures(path, &fiber_group, base, &mut sets, &mut records)?;
         }
     }
     if found.is_empty() {
-        return Ok(Scanned::nothing(file));
+        return Ok(Scanned::default());
     }
-    let members = group
-        .member_names()
-        .map_err(|e| err(format!("{group_path}: {e}")))?;
-    let mut tables = Vec::new();
+    let members = group.member_names().map_err(h5(group_path.clone()))?;
     let mut metas = Vec::new();
+    let mut tables = Vec::new();
     for t in PlateTable::ALL {
         if !members.iter().any(|m| m == t.name()) {
             continue;
         }
-        let table_err = |e: String| err(format!("{group_path}/{}: {e}", t.name()));
-        let ds = group
-            .dataset(t.name())
-            .map_err(|e| table_err(e.to_string()))?;
-        let table = Table::read(&ds).map_err(|e| table_err(e.to_string()))?;
-        let subset = match table.fiber_ids() {
-            Some(ids) => table.filter_rows(|r| found.contains(&ids[r])),
-            None => table,
-        };
-        metas.push(TableMeta {
-            table: t,
-            columns: subset.columns().to_vec(),
-            rows: subset.num_rows() as u64,
-        });
-        tables.push((t, subset));
+        let tpath = layout::table_path(sf.pm, t);
+        let ds = group.dataset(t.name()).map_err(h5(tpath.clone()))?;
+        let (meta, src) = scan_table(path, &tpath, &ds, t, &found)?;
+        metas.push(meta);
+        tables.push(src);
     }
     let meta = PlateMeta {
         pm: sf.pm,
-        source,
-        attrs: read_attrs(&group).map_err(|e| err(e.to_string()))?,
-        coadd_attrs: coadd_attrs.unwrap_or_default(),
+        attrs: read_attrs(&group).map_err(h5(group_path))?,
+        attr_sets: sets.0,
         tables: metas,
     };
     Ok(Scanned {
-        file,
         records,
         meta: Some(meta),
         tables,
     })
 }
 
+/// A dataset's record: length, where its bytes are, its attribute set.
+fn dataset_record(
+    file: &Path,
+    path: &str,
+    ds: &hdf5::Dataset,
+    base: DatasetRecord,
+    sets: &mut AttrSets,
+) -> Result<DatasetRecord> {
+    let len = ds.size() as u64;
+    let src_offset = match ds.offset() {
+        Some(o) => o,
+        None if len == 0 => 0,
+        None => {
+            return Err(QueryError::store(
+                file,
+                format!("{path} is not stored contiguously (chunked, compact or unallocated)"),
+            ))
+        }
+    };
+    let attrs = read_attrs(ds).map_err(|e| QueryError::hdf5(file, path, e))?;
+    let attrs = sets.index(attrs).ok_or_else(|| {
+        QueryError::store(
+            file,
+            format!("{path}: more than 65535 distinct attribute sets in one plate-MJD"),
+        )
+    })?;
+    Ok(DatasetRecord {
+        len,
+        src_offset,
+        attrs,
+        ..base
+    })
+}
+
 fn scan_exposures(
+    file: &Path,
     fiber_group: &hdf5::Group,
-    id: FiberId,
-    source: u32,
+    base: DatasetRecord,
+    sets: &mut AttrSets,
     out: &mut Vec<DatasetRecord>,
-) -> hdf5::Result<()> {
-    let exposures = fiber_group.group(layout::EXPOSURES)?;
+) -> Result<()> {
+    let pm = base.plate_mjd();
+    let h5 = |what: String| move |e| QueryError::hdf5(file, what, e);
+    let gpath = layout::exposures_group(pm, base.fiber);
+    let exposures = fiber_group
+        .group(layout::EXPOSURES)
+        .map_err(h5(gpath.clone()))?;
     let mut expids: Vec<u32> = exposures
-        .member_names()?
+        .member_names()
+        .map_err(h5(gpath.clone()))?
         .iter()
         .filter_map(|n| n.parse().ok())
         .collect();
     expids.sort_unstable();
     for expid in expids {
-        let exposure = exposures.group(&expid.to_string())?;
-        let arms = exposure.member_names()?;
+        let epath = layout::exposure_group(pm, base.fiber, expid);
+        let exposure = exposures
+            .group(&expid.to_string())
+            .map_err(h5(epath.clone()))?;
+        let arms = exposure.member_names().map_err(h5(epath))?;
         for arm in [Arm::Blue, Arm::Red] {
             if !arms.iter().any(|a| a == arm.name()) {
                 continue;
             }
-            let ds = exposure.dataset(arm.name())?;
-            let spectrograph = ds.attr(layout::SPECTROGRAPH_ATTR)?.read_scalar::<i64>()? as u8;
-            let extname = read_str_attr(&ds, layout::EXTNAME_ATTR).unwrap_or_default();
-            out.push(DatasetRecord::exposure(
-                id,
+            let apath = layout::exposure_path(pm, base.fiber, expid, arm);
+            let ds = exposure.dataset(arm.name()).map_err(h5(apath.clone()))?;
+            let d = ds
+                .dtype()
+                .and_then(|t| t.to_descriptor())
+                .map_err(h5(apath.clone()))?;
+            let fields = FieldSet::from_descriptor(&d).ok_or_else(|| {
+                QueryError::store(file, format!("{apath} is not an exposure record dataset"))
+            })?;
+            let rec = DatasetRecord {
                 expid,
-                arm,
-                spectrograph,
-                &extname,
-                ds.size() as u64,
-                source,
-            ));
+                kind: DatasetKind::from_arm(arm) as u8,
+                fields: fields.0,
+                ..base
+            };
+            out.push(dataset_record(file, &apath, &ds, rec, sets)?);
         }
     }
     Ok(())
 }
 
-/// Attributes of an exposure dataset, rebuilt from its record.
-pub fn exposure_attrs(r: &DatasetRecord) -> Vec<(String, AttrValue)> {
-    vec![
-        (
-            layout::SPECTROGRAPH_ATTR.to_string(),
-            AttrValue::Int(r.spectrograph as i64),
-        ),
-        (
-            layout::EXTNAME_ATTR.to_string(),
-            AttrValue::Str(r.extname().to_string()),
-        ),
-    ]
+/// The rows of one table that belong to the found fibers: its meta and where the rows are.
+fn scan_table(
+    file: &Path,
+    tpath: &str,
+    ds: &hdf5::Dataset,
+    t: PlateTable,
+    found: &HashSet<i32>,
+) -> Result<(TableMeta, TableSource)> {
+    let table = Table::read(ds).map_err(|source| QueryError::Table {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    let keep: Vec<u64> = match table.fiber_ids() {
+        Some(ids) => (0..ids.len())
+            .filter(|&r| found.contains(&ids[r]))
+            .map(|r| r as u64)
+            .collect(),
+        None => (0..table.num_rows() as u64).collect(),
+    };
+    let dtype = ds.dtype().map_err(|e| QueryError::hdf5(file, tpath, e))?;
+    let row_size = dtype.size() as u64;
+    let base = match ds.offset() {
+        Some(o) => o,
+        None if keep.is_empty() => 0,
+        None => {
+            return Err(QueryError::store(
+                file,
+                format!("{tpath} is not stored contiguously"),
+            ))
+        }
+    };
+    let mut runs: Vec<RowRun> = Vec::new();
+    for (out_row, &r) in keep.iter().enumerate() {
+        match runs.last_mut() {
+            Some(run) if run.src + run.rows * row_size == base + r * row_size => run.rows += 1,
+            _ => runs.push(RowRun {
+                src: base + r * row_size,
+                out_row: out_row as u64,
+                rows: 1,
+            }),
+        }
+    }
+    let meta = TableMeta {
+        table: t,
+        dtype: store::fast::dataset_type(ds).map_err(|source| QueryError::Raw {
+            path: file.to_path_buf(),
+            source,
+        })?,
+        attrs: read_attrs(ds).map_err(|e| QueryError::hdf5(file, tpath, e))?,
+        rows: keep.len() as u64,
+    };
+    Ok((meta, TableSource { row_size, runs }))
 }

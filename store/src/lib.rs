@@ -2,6 +2,7 @@
 //! (plugmap, spall, zline, zbest), scalar attributes, and raw reads and writes.
 
 pub mod attrs;
+pub mod fast;
 pub mod raw;
 pub mod records;
 pub mod table;

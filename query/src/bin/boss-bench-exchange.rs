@@ -47,7 +47,15 @@ fn local_records(job: &Job, total: usize) -> Vec<DatasetRecord> {
                 55000 + (i / 1000) as i32,
                 (i % 1000) as i32 + 1,
             );
-            DatasetRecord::coadd(id, 4600 + (i % 50) as u64, (i / 1000) as u32)
+            DatasetRecord {
+                plate: id.plate,
+                mjd: id.mjd,
+                fiber: id.fiber,
+                len: 4600 + (i % 50) as u64,
+                src_offset: 4096 + 147_200 * (i % 1000) as u64,
+                source: (i / 1000) as u32,
+                ..Default::default()
+            }
         })
         .collect()
 }
