@@ -70,63 +70,78 @@ pub fn read_fiber_list(path: &Path) -> Result<FiberList, ListError> {
     parse_fiber_list(&text, &name)
 }
 
-/// How the fields of a line are separated.
-#[derive(Clone, Copy)]
-enum Format {
-    Delimited(u8),
-    Whitespace,
+/// How the fields of a line are separated, from the header line.
+fn delimiter(header: &str) -> Option<u8> {
+    [b',', b'\t', b';']
+        .into_iter()
+        .find(|d| header.as_bytes().contains(d))
 }
 
-impl Format {
-    fn of_header(header: &str) -> Self {
-        if header.contains(',') {
-            Self::Delimited(b',')
-        } else if header.contains('\t') {
-            Self::Delimited(b'\t')
-        } else if header.contains(';') {
-            Self::Delimited(b';')
-        } else {
-            Self::Whitespace
-        }
-    }
-
-    /// The fields of one line (CSV quoting understood for delimited files), or why not.
-    fn split(self, line: &str) -> Result<Vec<String>, String> {
-        match self {
-            Self::Whitespace => Ok(line.split_whitespace().map(str::to_string).collect()),
-            Self::Delimited(d) => {
-                let mut r = csv::ReaderBuilder::new()
-                    .has_headers(false)
-                    .delimiter(d)
-                    .trim(csv::Trim::All)
-                    .from_reader(line.as_bytes());
-                // A quote after a blank (`1, "2"`) is not CSV quoting: strip it by hand.
-                let unquote = |f: &str| {
-                    let f = f.trim();
-                    f.strip_prefix('"')
-                        .and_then(|g| g.strip_suffix('"'))
-                        .unwrap_or(f)
-                        .to_string()
-                };
-                match r.records().next() {
-                    Some(Ok(rec)) => Ok(rec.iter().map(unquote).collect()),
-                    Some(Err(e)) => Err(format!("not a CSV line ({e})")),
-                    None => Ok(Vec::new()),
-                }
+/// The non-blank, non-comment lines of a list as (line number, fields), in order. Delimited files
+/// are read with one CSV reader (quoting understood); others are split on whitespace.
+fn records(text: &str, name: &str) -> Result<Vec<(usize, String, Vec<String>)>, ListError> {
+    let kept: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let Some(d) = kept.first().and_then(|(_, h)| delimiter(h)) else {
+        return Ok(kept
+            .iter()
+            .map(|&(n, l)| {
+                (
+                    n,
+                    l.to_string(),
+                    l.split_whitespace().map(str::to_string).collect(),
+                )
+            })
+            .collect());
+    };
+    // One CSV reader over the kept lines (a reader per line would rebuild its parser each time);
+    // record i is kept line i.
+    let filtered = kept.iter().map(|(_, l)| *l).collect::<Vec<_>>().join("\n");
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .delimiter(d)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(filtered.as_bytes());
+    // A quote after a blank (`1, "2"`) is not CSV quoting: strip it by hand.
+    let unquote = |f: &str| {
+        let f = f.trim();
+        f.strip_prefix('"')
+            .and_then(|g| g.strip_suffix('"'))
+            .unwrap_or(f)
+            .to_string()
+    };
+    let original = |filtered_line: u64| {
+        kept.get((filtered_line as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or((0, ""))
+    };
+    let mut out = Vec::with_capacity(kept.len());
+    for rec in r.records() {
+        let rec = rec.map_err(|e| {
+            let (line, text) = original(e.position().map_or(0, |p| p.line()));
+            ListError::Line {
+                path: name.to_string(),
+                line,
+                text: text.to_string(),
+                why: format!("not a CSV line ({e})"),
             }
-        }
+        })?;
+        let (line, text) = original(rec.position().map_or(0, |p| p.line()));
+        out.push((line, text.to_string(), rec.iter().map(unquote).collect()));
     }
+    Ok(out)
 }
 
 /// Parses list text; `name` is used in messages.
 pub fn parse_fiber_list(text: &str, name: &str) -> Result<FiberList, ListError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim()))
-        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'));
-    let Some((header_line, header)) = lines.next() else {
+    let mut lines = records(text, name)?.into_iter();
+    let Some((header_line, header, names)) = lines.next() else {
         return Err(ListError::Empty {
             path: name.to_string(),
         });
@@ -137,13 +152,8 @@ pub fn parse_fiber_list(text: &str, name: &str) -> Result<FiberList, ListError> 
         text: text.to_string(),
         why,
     };
-    let format = Format::of_header(header);
-    let names: Vec<String> = format
-        .split(header)
-        .map_err(|why| line_err(header_line, header, why))?
-        .iter()
-        .map(|h| h.to_ascii_lowercase())
-        .collect();
+    let names: Vec<String> = names.iter().map(|h| h.to_ascii_lowercase()).collect();
+    let _ = &header;
     let find = |wanted: &[&str]| names.iter().position(|n| wanted.contains(&n.as_str()));
     let (Some(p), Some(m), Some(f)) = (
         find(&["plate", "plates", "plateid"]),
@@ -152,29 +162,26 @@ pub fn parse_fiber_list(text: &str, name: &str) -> Result<FiberList, ListError> 
     ) else {
         return Err(line_err(
             header_line,
-            header,
+            &header,
             "expected a header naming the plate, mjd and fiber columns (plate,mjd,fiber or H5Boss's 'plates mjds fibers')".into(),
         ));
     };
     let mut set = BTreeSet::new();
     let mut duplicates = 0;
-    for (line, text) in lines {
-        let fields = format
-            .split(text)
-            .map_err(|why| line_err(line, text, why))?;
+    for (line, text, fields) in lines {
         let get = |i: usize, what: &str| -> Result<i64, ListError> {
             let v = fields
                 .get(i)
                 .filter(|v| !v.is_empty())
-                .ok_or_else(|| line_err(line, text, format!("no {what} value")))?;
+                .ok_or_else(|| line_err(line, &text, format!("no {what} value")))?;
             v.parse::<i64>()
-                .map_err(|_| line_err(line, text, format!("{what} {v:?} is not an integer")))
+                .map_err(|_| line_err(line, &text, format!("{what} {v:?} is not an integer")))
         };
         let id = FiberId::checked(get(p, "plate")?, get(m, "mjd")?, get(f, "fiber")?).map_err(
             |source| ListError::Range {
                 path: name.to_string(),
                 line,
-                text: text.to_string(),
+                text: text.clone(),
                 source,
             },
         )?;

@@ -117,6 +117,8 @@ pub fn run_query(job: &Job, opts: &QueryOptions) -> Result<QueryReport> {
         Some(metas) => create_output(out.temp(), metas, &records).map_err(|e| e.to_string()),
         None => Err(String::new()),
     };
+    // The other ranks sleep while rank 0 creates (no core taken from it).
+    job.quiet_barrier();
     let offsets: std::result::Result<Offsets, String> =
         job.broadcast(job.is_root().then_some(&created))?;
     let offsets = match (created, offsets) {
@@ -166,6 +168,7 @@ pub fn run_query(job: &Job, opts: &QueryOptions) -> Result<QueryReport> {
 /// Every rank learns whether any rank failed: the failing rank returns its error, the others
 /// [`QueryError::OtherRank`].
 fn agree<T>(job: &Job, r: Result<T>) -> Result<T> {
+    job.quiet_barrier();
     let failed = job.any(r.is_err());
     match r {
         Err(e) => Err(e),
@@ -272,7 +275,7 @@ fn temp_output_path(job: &Job, output: &Path) -> Result<PathBuf> {
 
 /// Rank 0 commits the output once every rank's writes are durable; every rank learns the outcome.
 fn finish(job: &Job, out: AtomicFile) -> Result<()> {
-    job.barrier();
+    job.quiet_barrier();
     let dest = out.dest().to_path_buf();
     let result = if job.is_root() {
         out.commit()

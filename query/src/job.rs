@@ -74,6 +74,8 @@ pub struct Summary {
     pub phases: Option<Phases>,
     pub export: Option<ExportReport>,
     pub seconds: f64,
+    /// Peak resident memory of each rank, MiB.
+    pub peak_rss_mb: Vec<f64>,
     pub output: Option<String>,
     /// Things the user should know (a stale catalog, …), one line each.
     pub warnings: Vec<String>,
@@ -224,6 +226,7 @@ pub fn run(job: &Job, req: &Request) -> Result<Summary> {
         phases: None,
         export: None,
         seconds: 0.0,
+        peak_rss_mb: Vec::new(),
         output: req.output.as_ref().map(|o| o.display().to_string()),
         warnings,
         listing: None,
@@ -269,5 +272,6 @@ pub fn run(job: &Job, req: &Request) -> Result<Summary> {
     summary.missing = missing.iter().map(FiberId::to_string).collect();
     summary.missing_ids = missing;
     summary.seconds = start.elapsed().as_secs_f64();
+    summary.peak_rss_mb = job.all_gather(&(ranks::peak_rss_kib() as f64 / 1024.0))?;
     Ok(summary)
 }

@@ -105,29 +105,37 @@ pub fn scan_file(sf: &StoreFile, source: u32, fibers: &[i32]) -> Result<Scanned>
     let mut records = Vec::new();
     let mut sets = AttrSets::new();
     let mut found = HashSet::new();
-    let coadd_type = CoaddRecord::type_descriptor();
+    let raw = |source| QueryError::Raw {
+        path: path.clone(),
+        source,
+    };
+    let coadd_type = store::fast::type_of(&CoaddRecord::type_descriptor()).map_err(raw)?;
     for &fiber in fibers {
         // Absent is "not in the store"; present but unreadable is an error of the store file.
         let name = fiber.to_string();
         if !group.link_exists(&name) {
             continue;
         }
-        let fpath = layout::fiber_group(sf.pm, fiber);
-        let fiber_group = group.group(&name).map_err(h5(fpath.clone()))?;
-        // Listing (not probing) the members: a damaged group is an error, not an absent fiber.
-        let members = fiber_group.member_names().map_err(h5(fpath.clone()))?;
-        if !members.iter().any(|m| m == layout::COADD) {
-            continue;
-        }
         let cpath = layout::coadd_path(sf.pm, fiber);
-        let coadd = fiber_group
-            .dataset(layout::COADD)
-            .map_err(h5(cpath.clone()))?;
-        let dtype = coadd
-            .dtype()
-            .and_then(|t| t.to_descriptor())
-            .map_err(h5(cpath.clone()))?;
-        if dtype != coadd_type {
+        let rel = format!("{name}/{}", layout::COADD);
+        let coadd = match group.dataset(&rel) {
+            Ok(ds) => ds,
+            Err(e) => {
+                // The slow path, on failure only: a fiber group without a coadd holds no spectrum
+                // of this fiber; a group or coadd that cannot be read is an error of the file.
+                let fpath = layout::fiber_group(sf.pm, fiber);
+                let members = group
+                    .group(&name)
+                    .and_then(|g| g.member_names())
+                    .map_err(h5(fpath))?;
+                if !members.iter().any(|m| m == layout::COADD) {
+                    continue;
+                }
+                return Err(QueryError::hdf5(path, cpath, e));
+            }
+        };
+        let info = store::fast::dataset_info(&coadd, coadd_type.id()).map_err(raw)?;
+        if !info.type_matches {
             return Err(QueryError::store(
                 path,
                 format!("{cpath} is not a coadd record dataset"),
@@ -140,9 +148,11 @@ pub fn scan_file(sf: &StoreFile, source: u32, fibers: &[i32]) -> Result<Scanned>
             source,
             ..Default::default()
         };
-        records.push(dataset_record(path, &cpath, &coadd, base, &mut sets)?);
+        records.push(dataset_record(path, &cpath, &coadd, info, base, &mut sets)?);
         found.insert(fiber);
-        if members.iter().any(|m| m == layout::EXPOSURES) {
+        if group.link_exists(&format!("{name}/{}", layout::EXPOSURES)) {
+            let fpath = layout::fiber_group(sf.pm, fiber);
+            let fiber_group = group.group(&name).map_err(h5(fpath))?;
             scan_exposures(path, &fiber_group, base, &mut sets, &mut records)?;
         }
     }
@@ -180,11 +190,12 @@ fn dataset_record(
     file: &Path,
     path: &str,
     ds: &hdf5::Dataset,
+    info: store::fast::DatasetInfo,
     base: DatasetRecord,
     sets: &mut AttrSets,
 ) -> Result<DatasetRecord> {
-    let len = ds.size() as u64;
-    let src_offset = match ds.offset() {
+    let len = info.len;
+    let src_offset = match info.offset {
         Some(o) => o,
         None if len == 0 => 0,
         None => {
@@ -194,7 +205,11 @@ fn dataset_record(
             ))
         }
     };
-    let attrs = read_attrs(ds).map_err(|e| QueryError::hdf5(file, path, e))?;
+    let attrs = if info.has_attrs {
+        read_attrs(ds).map_err(|e| QueryError::hdf5(file, path, e))?
+    } else {
+        Vec::new()
+    };
     let attrs = sets.index(attrs).ok_or_else(|| {
         QueryError::store(
             file,
@@ -254,7 +269,13 @@ fn scan_exposures(
                 fields: fields.0,
                 ..base
             };
-            out.push(dataset_record(file, &apath, &ds, rec, sets)?);
+            let info = store::fast::DatasetInfo {
+                len: ds.size() as u64,
+                offset: ds.offset(),
+                type_matches: true,
+                has_attrs: true,
+            };
+            out.push(dataset_record(file, &apath, &ds, info, rec, sets)?);
         }
     }
     Ok(())

@@ -52,6 +52,7 @@ impl Job {
     /// Initialises MPI (funneled: MPI and MPI-IO calls stay on the main thread) and makes a panic on
     /// any rank abort the whole job instead of leaving the other ranks waiting in a collective.
     pub fn init() -> Self {
+        single_node_defaults();
         let (universe, _) = mpi::initialize_with_threading(Threading::Funneled)
             .expect("MPI is initialised once, at start-up");
         let world = universe.world();
@@ -117,6 +118,23 @@ impl Job {
     pub fn barrier(&self) {
         if let Some(w) = &self.world {
             w.barrier();
+        }
+    }
+
+    /// A barrier that waits without spinning: ranks that arrive early sleep (1 ms steps) instead of
+    /// busy-polling in MPI, so they do not take a core from the rank still working (with more
+    /// ranks than cores, Open MPI's polling would slow that rank down).
+    pub fn quiet_barrier(&self) {
+        let Some(w) = &self.world else { return };
+        let mut req = w.immediate_barrier();
+        loop {
+            match req.test() {
+                Ok(_) => return,
+                Err(r) => {
+                    req = r;
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
         }
     }
 
@@ -352,6 +370,42 @@ impl Job {
             .map(|(rank, b)| decode(b, rank))
             .collect()
     }
+}
+
+/// On a job whose ranks all run on one node, Open MPI's default choice of message layer probes UCX
+/// and other network layers first, which costs about 0.2 s at start-up here; the shared-memory
+/// path (`ob1` with `vader`) is what such a job uses anyway. So unless the user chose a layer
+/// (`OMPI_MCA_pml`), a one-node job asks for `ob1`. Multi-node jobs keep Open MPI's defaults.
+fn single_node_defaults() {
+    let var = |k: &str| std::env::var(k).ok();
+    let one_node = match (
+        var("OMPI_COMM_WORLD_SIZE"),
+        var("OMPI_COMM_WORLD_LOCAL_SIZE"),
+    ) {
+        (Some(size), Some(local)) => size == local,
+        _ => {
+            var("SLURM_STEP_NUM_NODES")
+                .or_else(|| var("SLURM_NNODES"))
+                .as_deref()
+                == Some("1")
+        }
+    };
+    if one_node && std::env::var_os("OMPI_MCA_pml").is_none() {
+        // Before MPI_Init, while this process has a single thread.
+        std::env::set_var("OMPI_MCA_pml", "ob1");
+    }
+}
+
+/// Peak resident memory of this process so far (VmHWM), in KiB; 0 where /proc cannot tell.
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
 }
 
 /// True when this process was started by a launcher (mpirun, srun, …).

@@ -110,18 +110,6 @@ fn median(v: &[f64]) -> f64 {
     s[s.len() / 2]
 }
 
-fn max_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(str::to_string)
-        })
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
-
 fn main() {
     let args = Args::parse();
     let job = Job::init();
@@ -137,7 +125,7 @@ fn main() {
         serial_s.push(s);
         serial_bytes = b;
     }
-    let rss = job.max_f64(max_rss_kib() as f64) as u64;
+    let rss = job.max_f64(ranks::peak_rss_kib() as f64) as u64;
     if job.is_root() {
         let report = Report {
             ranks: job.size(),
