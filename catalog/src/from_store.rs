@@ -94,21 +94,9 @@ pub fn catalog_rows(path: &Path, pm: PlateMjd) -> hdf5::Result<Vec<CatalogRow>> 
     let group = file.group(&layout::plate_mjd_group(pm))?;
     let tables = Tables::read(&group)?;
     let file_name = layout::store_file_name(pm);
-    let mut fibers: Vec<i32> = group
-        .member_names()?
-        .iter()
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    fibers.sort_unstable();
-    let mut rows = Vec::with_capacity(fibers.len());
-    for fiber in fibers {
-        let Ok(coadd) = file.dataset(&layout::coadd_path(pm, fiber)) else {
-            continue;
-        };
-        let nexp = file
-            .group(&layout::exposures_group(pm, fiber))
-            .and_then(|g| g.member_names())
-            .map_or(0, |m| m.len() as i32);
+    let entries = store::reader::inventory(&file, pm)?;
+    let mut rows = Vec::with_capacity(entries.len());
+    for store::reader::FiberEntry { fiber, npix, nexp } in entries {
         let f = |order| tables.find(fiber, order, Table::float_value);
         // An empty string is unknown: the next table in the order is asked.
         let s = |order| {
@@ -123,8 +111,8 @@ pub fn catalog_rows(path: &Path, pm: PlateMjd) -> hdf5::Result<Vec<CatalogRow>> 
             mjd: pm.mjd,
             fiber,
             file: file_name.clone(),
-            npix: coadd.size() as i32,
-            nexp,
+            npix: npix as i32,
+            nexp: nexp as i32,
             ra: f(RA),
             dec: f(DEC),
             class: s(CLASS),

@@ -111,6 +111,12 @@ pub enum Problem {
     Plugmap(&'static str),
     #[error("HDU 5 (PLUGMAP) has {rows} rows for {fibers} fibers")]
     PlugmapRows { rows: usize, fibers: usize },
+    #[error("fiber {fiber}: {source} (the v2 layout needs it)")]
+    Grid {
+        fiber: i32,
+        #[source]
+        source: store::v2::GridError,
+    },
 }
 
 /// A problem with one input file: the file and what is wrong.
@@ -146,6 +152,61 @@ pub struct Exposure {
     pub data: ExposureColumns,
 }
 
+/// The coadds of an spPlate as its images: row `r` of every field is fiber `fibers[r]`, on the
+/// grid `COEFF0 + COEFF1 * i`. Kept as images so that the v2 layout writes them as they are; v1
+/// records are made per fiber when written.
+#[derive(Debug)]
+pub struct PlateImages {
+    pub coeff0: f64,
+    pub coeff1: f64,
+    pub npix: usize,
+    pub fibers: Vec<i32>,
+    /// WAVE of each column (the same for every row).
+    pub wave: Vec<f32>,
+    pub flux: Vec<f32>,
+    pub ivar: Vec<f32>,
+    pub and_mask: Vec<i32>,
+    pub or_mask: Vec<i32>,
+    pub wavedisp: Vec<f32>,
+    pub sky: Vec<f32>,
+    /// From the sibling spZbest (0 without one).
+    pub model: Vec<f32>,
+}
+
+impl PlateImages {
+    /// The coadd of image row `row` as v1 records.
+    pub fn records(&self, row: usize) -> Vec<CoaddRecord> {
+        let o = row * self.npix;
+        (0..self.npix)
+            .map(|i| CoaddRecord {
+                wave: self.wave[i],
+                flux: self.flux[o + i],
+                ivar: self.ivar[o + i],
+                and_mask: self.and_mask[o + i],
+                or_mask: self.or_mask[o + i],
+                wavedisp: self.wavedisp[o + i],
+                sky: self.sky[o + i],
+                model: self.model[o + i],
+            })
+            .collect()
+    }
+
+    /// The images as raw 4-byte values in coadd field order (WAVE: the first row's grid).
+    pub fn fields(&self) -> [&[u32]; 8] {
+        use bytemuck::cast_slice as bits;
+        [
+            bits(&self.wave),
+            bits(&self.flux),
+            bits(&self.ivar),
+            bits(&self.and_mask),
+            bits(&self.or_mask),
+            bits(&self.wavedisp),
+            bits(&self.sky),
+            bits(&self.model),
+        ]
+    }
+}
+
 /// Everything one input file contributes to its plate-MJD.
 #[derive(Debug, Default)]
 pub struct Contribution {
@@ -153,7 +214,10 @@ pub struct Contribution {
     pub header: Option<(Vec<(String, AttrValue)>, bool)>,
     /// Flux unit (BUNIT) of the source.
     pub flux_unit: Option<String>,
+    /// Coadds of single fibers (spec files).
     pub coadds: Vec<(i32, Vec<CoaddRecord>)>,
+    /// The coadds of an spPlate, all its fibers.
+    pub plate: Option<std::sync::Arc<PlateImages>>,
     pub exposures: Vec<(i32, Exposure)>,
     pub tables: Vec<(PlateTable, Table)>,
 }
@@ -286,6 +350,7 @@ pub fn decode_spec(path: &Path, expected: FiberId) -> Result<Contribution> {
         coadds: vec![(expected.fiber, coadd)],
         exposures,
         tables,
+        plate: None,
     })
 }
 
@@ -531,32 +596,27 @@ pub fn decode_plate(path: &Path, pm: PlateMjd) -> Result<Contribution> {
     let wave: Vec<f32> = (0..npix)
         .map(|i| wave_from_loglam(coeff0 + coeff1 * i as f64))
         .collect();
-    let coadds = fibers
-        .iter()
-        .enumerate()
-        .map(|(row, &fiber)| {
-            let o = row * npix;
-            let records = (0..npix)
-                .map(|i| CoaddRecord {
-                    wave: wave[i],
-                    flux: flux[o + i],
-                    ivar: ivar[o + i],
-                    and_mask: and_mask[o + i],
-                    or_mask: or_mask[o + i],
-                    wavedisp: wavedisp[o + i],
-                    sky: sky[o + i],
-                    model: model.as_ref().map_or(0.0, |m: &Vec<f32>| m[o + i]),
-                })
-                .collect();
-            (fiber, records)
-        })
-        .collect();
+    let model = model.unwrap_or_else(|| vec![0.0; nfiber * npix]);
+    let images = PlateImages {
+        coeff0,
+        coeff1,
+        npix,
+        fibers,
+        wave,
+        flux,
+        ivar,
+        and_mask,
+        or_mask,
+        wavedisp,
+        sky,
+        model,
+    };
     Ok(Contribution {
         header: Some((header, true)),
         flux_unit,
-        coadds,
-        exposures: Vec::new(),
+        plate: Some(std::sync::Arc::new(images)),
         tables,
+        ..Default::default()
     })
 }
 

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use model::layout;
+use model::layout::{self, Layout};
 use ranks::{partition_by_weight, ExchangeError, Job};
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +24,8 @@ pub struct Config {
     pub fail_fast: bool,
     /// Wait for another ingest of the same store to finish (else refuse).
     pub wait: bool,
+    /// The layout of new store files; a store holds one layout.
+    pub layout: Layout,
 }
 
 /// What the tool reports as it goes (printed by the binary, on rank 0 for the plan's messages).
@@ -63,6 +65,12 @@ pub enum IngestError {
     Exchange(#[from] ExchangeError),
     #[error("{}: no such store directory", path.display())]
     NoStore { path: PathBuf },
+    #[error("{}: the store holds the {} layout; --layout {} would mix layouts (one store holds one layout: use a new store, or boss-query to convert)", path.display(), found.name(), wanted.name())]
+    Layout {
+        path: PathBuf,
+        found: Layout,
+        wanted: Layout,
+    },
 }
 
 /// The summary of a run (`--json`), on rank 0.
@@ -137,6 +145,7 @@ pub fn run(job: &Job, cfg: &Config, events: &Events) -> Result<Option<Summary>, 
     let stop_now = cfg.fail_fast && !early_failures.is_empty();
     let opts = RunOptions {
         store_dir: &cfg.store,
+        layout: cfg.layout,
         fail_fast: cfg.fail_fast,
         on_failure: events.failure,
         on_conflicts: events.conflicts,
@@ -200,6 +209,7 @@ fn lock_and_plan(cfg: &Config, events: &Events) -> Result<(StoreLock, Plan), Ing
     })?;
     let lock = StoreLock::acquire(&cfg.store, cfg.wait, events.waiting)?;
     remove_temp_files(&cfg.store);
+    check_layout(&cfg.store, cfg.layout)?;
     let (files, discovery_failures) = discover(&cfg.inputs);
     let mut p = plan(files, &cfg.store);
     let mut failures: Vec<Failure> = discovery_failures.iter().map(Into::into).collect();
@@ -209,6 +219,33 @@ fn lock_and_plan(cfg: &Config, events: &Events) -> Result<(StoreLock, Plan), Ing
     }
     p.failures = failures;
     Ok((lock, p))
+}
+
+/// A store holds one layout: ingesting into a store of the other layout is refused.
+fn check_layout(dir: &Path, layout: Layout) -> Result<(), IngestError> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        if layout::parse_store_file_name(&e.file_name().to_string_lossy()).is_none() {
+            continue;
+        }
+        let found = hdf5::File::open(e.path())
+            .ok()
+            .and_then(|f| store::attrs::read_str_attr(&f, layout::FORMAT_ATTR))
+            .and_then(|f| Layout::from_format(&f));
+        if let Some(found) = found {
+            if found != layout {
+                return Err(IngestError::Layout {
+                    path: dir.to_path_buf(),
+                    found,
+                    wanted: layout,
+                });
+            }
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 fn remove_temp_files(dir: &Path) {

@@ -62,6 +62,8 @@ struct Decoded {
 /// Options of a rank's run.
 pub struct RunOptions<'a> {
     pub store_dir: &'a Path,
+    /// The layout of the store's files.
+    pub layout: model::layout::Layout,
     pub fail_fast: bool,
     /// Called with each failure as soon as it is known (prints it).
     pub on_failure: &'a (dyn Fn(&Failure) + Sync),
@@ -84,7 +86,7 @@ impl From<&StoreError> for Failure {
 
 /// Ingests the given units; returns this rank's counters and whether it stopped early (fail-fast).
 pub fn ingest_units(units: Vec<Unit>, spall: &[SpAllIndex], opts: &RunOptions) -> (Counters, bool) {
-    let writer = StoreWriter::new(opts.store_dir);
+    let writer = StoreWriter::new(opts.store_dir, opts.layout);
     let mut counters = Counters::default();
     let mut stopped = false;
     let (tx, rx) = sync_channel::<Decoded>(1);
@@ -111,7 +113,7 @@ pub fn ingest_units(units: Vec<Unit>, spall: &[SpAllIndex], opts: &RunOptions) -
                 counters.conflicts.extend(d.batch.conflicts.iter().cloned());
             }
             let had_failures = !counters.failures.is_empty();
-            match writer.write(d.unit.pm, d.batch, &d.state) {
+            match writer.write(d.unit.pm, d.batch, d.state) {
                 Ok(o) if o.written => {
                     counters.plate_mjds_written += 1;
                     counters.fibers_added += o.fibers_added as u64;
@@ -179,7 +181,7 @@ fn decode_unit(unit: Unit, writer: &StoreWriter, spall: &[SpAllIndex]) -> Decode
         bytes_read: 0,
     };
     let pm = d.unit.pm;
-    d.state = match StoreState::read(&writer.file_path(pm), pm) {
+    d.state = match StoreState::read(&writer.file_path(pm), pm, writer.layout()) {
         Ok(s) => s,
         Err(e) => {
             d.failures.push((&e).into());
@@ -192,7 +194,13 @@ fn decode_unit(unit: Unit, writer: &StoreWriter, spall: &[SpAllIndex]) -> Decode
         .par_iter()
         .map(|f| decode_file(f, &d.unit, &d.state))
         .collect();
+    let v2 = writer.layout() == model::layout::Layout::V2;
     for (f, r) in d.unit.files.iter().zip(results) {
+        let r = if v2 {
+            r.and_then(|c| on_grid(c, &f.path))
+        } else {
+            r
+        };
         match r.and_then(|c| match c {
             Decode::Read(c) => d.batch.add(pm, &f.path, f.kind, c).map(|()| true),
             Decode::AlreadyIn => Ok(false),
@@ -216,6 +224,49 @@ fn decode_unit(unit: Unit, writer: &StoreWriter, spall: &[SpAllIndex]) -> Decode
     }
     add_spall_rows(&d.unit, &d.state, &mut d.batch, spall, &mut d.failures);
     d
+}
+
+/// The v2 layout puts coadds on the plate's log-lambda grid: a file whose coadd is not on it is
+/// refused (with the pixel that is off), rather than stored inexactly.
+fn on_grid(d: Decode, file: &Path) -> Result<Decode, InputError> {
+    use crate::decode::Problem;
+    use store::v2::{grid_index, grid_index_of, GridError};
+    if let Decode::Read(c) = &d {
+        for (fiber, recs) in &c.coadds {
+            let wave: Vec<f32> = recs.iter().map(|r| r.wave).collect();
+            grid_index(&wave).map_err(|e| {
+                InputError::new(
+                    file,
+                    Problem::Grid {
+                        fiber: *fiber,
+                        source: e,
+                    },
+                )
+            })?;
+        }
+        if let Some(p) = &c.plate {
+            let off = |e| {
+                InputError::new(
+                    file,
+                    Problem::Grid {
+                        fiber: 0,
+                        source: e,
+                    },
+                )
+            };
+            if (p.coeff1 - store::v2::COEFF1).abs() > 1e-12 {
+                return Err(off(GridError::Step(p.coeff1)));
+            }
+            grid_index_of(p.coeff0).ok_or_else(|| {
+                off(GridError::OffGrid {
+                    pixel: 0,
+                    loglam: p.coeff0,
+                    nearest: (p.coeff0 / store::v2::COEFF1).round() * store::v2::COEFF1,
+                })
+            })?;
+        }
+    }
+    Ok(d)
 }
 
 /// Adds the rows of the given spAll files for fibers of this plate-MJD that have no spall row yet.

@@ -8,29 +8,49 @@
 //!
 //! Two copies that differ are a conflict, reported; identical copies are not.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use hdf5::Group;
 use model::atomic::AtomicFile;
-use model::layout::{self, PlateTable};
+use model::layout::{self, Layout, PlateTable};
 use model::{FiberId, PlateMjd};
 use store::attrs::{create_attr, read_attrs, read_str_attr, write_attr, write_attrs};
 use store::records::{coadd_units, DEFAULT_FLUX_UNIT};
-use store::{AttrValue, CoaddRecord, Table};
+use store::v2::{self, PlateArrays};
+use store::{AttrValue, CoaddRecord, ExposureColumns, Table};
 
-use crate::decode::{Contribution, Exposure, InputError, InputKind};
+use crate::decode::{Contribution, Exposure, InputError, InputKind, PlateImages};
 
 /// Attribute of `/<PLATE>/<MJD>` telling which kind of file the header attributes came from.
 pub const HEADER_SOURCE_ATTR: &str = "HEADER_SOURCE";
 const HEADER_FROM_PLATE: &str = "spPlate";
 const HEADER_FROM_SPEC: &str = "spec";
 
+/// The pixels of one coadd of the batch: records of a spec file, or a row of an spPlate's images.
+#[derive(Debug, Clone)]
+pub enum CoaddData {
+    Records(Vec<CoaddRecord>),
+    Plate(Arc<PlateImages>, usize),
+}
+
+impl CoaddData {
+    /// The coadd as v1 records.
+    pub fn records(&self) -> Cow<'_, [CoaddRecord]> {
+        match self {
+            Self::Records(r) => Cow::Borrowed(r),
+            Self::Plate(p, row) => Cow::Owned(p.records(*row)),
+        }
+    }
+}
+
 /// A coadd of the batch and the file it came from.
 #[derive(Debug)]
 pub struct CoaddSource {
-    pub records: Vec<CoaddRecord>,
+    pub data: CoaddData,
     pub kind: InputKind,
     pub file: PathBuf,
 }
@@ -120,9 +140,19 @@ impl Batch {
         if self.flux_unit.is_none() {
             self.flux_unit = c.flux_unit;
         }
-        for (fiber, records) in c.coadds {
+        let plate_rows = c.plate.iter().flat_map(|p| {
+            p.fibers
+                .iter()
+                .enumerate()
+                .map(|(row, &fiber)| (fiber, CoaddData::Plate(p.clone(), row)))
+        });
+        let spec_rows = c
+            .coadds
+            .into_iter()
+            .map(|(fiber, r)| (fiber, CoaddData::Records(r)));
+        for (fiber, data) in spec_rows.chain(plate_rows) {
             let new = CoaddSource {
-                records,
+                data,
                 kind,
                 file: file.to_path_buf(),
             };
@@ -130,7 +160,7 @@ impl Batch {
                 self.coadds.insert(fiber, new);
                 continue;
             };
-            if old.records == new.records {
+            if old.data.records() == new.data.records() {
                 continue;
             }
             let plate_wins = new.kind == InputKind::Plate && old.kind != InputKind::Plate;
@@ -187,7 +217,9 @@ impl Batch {
                 self.replace.insert(fiber);
                 continue;
             }
-            let same = stored.get(&fiber).is_some_and(|s| *s == new.records);
+            let same = stored
+                .get(&fiber)
+                .is_some_and(|s| *s == *new.data.records());
             if !same {
                 self.conflicts.push(Conflict {
                     fiber: FiberId::new(pm.plate, pm.mjd, fiber).to_string(),
@@ -239,6 +271,12 @@ pub enum StoreError {
     },
     #[error("{}: not a store file written by boss-ingest", path.display())]
     Foreign { path: PathBuf },
+    #[error("{}: the store holds {} files; this ingest writes {} (one store holds one layout)", path.display(), found.format(), expected.format())]
+    Layout {
+        path: PathBuf,
+        found: Layout,
+        expected: Layout,
+    },
     #[error("{}: {source}", path.display())]
     Hdf5 {
         path: PathBuf,
@@ -258,24 +296,36 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{}: fiber {fiber}: {source}", path.display())]
+    Grid {
+        path: PathBuf,
+        fiber: i32,
+        #[source]
+        source: store::v2::GridError,
+    },
 }
 
 /// What a store file already holds, to add only what is new.
 #[derive(Debug, Default)]
 pub struct StoreState {
     pub path: PathBuf,
+    pub layout: Layout,
     pub fibers: HashSet<i32>,
     pub table_fibers: BTreeMap<PlateTable, Option<HashSet<i32>>>,
     pub header_from_plate: Option<bool>,
     /// The plate-MJD attributes (the primary header of the source).
     pub header: Vec<(String, AttrValue)>,
+    /// v2: the spectra the file holds (a v2 file is rewritten whole when it changes).
+    pub arrays: Option<PlateArrays>,
 }
 
 impl StoreState {
-    /// Reads the state of the store file for `pm`; empty when the file does not exist.
-    pub fn read(path: &Path, pm: PlateMjd) -> Result<Self, StoreError> {
+    /// Reads the state of the store file for `pm`; empty when the file does not exist. A file of
+    /// another layout than `layout` is an error.
+    pub fn read(path: &Path, pm: PlateMjd, layout: Layout) -> Result<Self, StoreError> {
         let mut state = Self {
             path: path.to_path_buf(),
+            layout,
             ..Self::default()
         };
         if !path.exists() {
@@ -289,9 +339,16 @@ impl StoreState {
             path: path.to_path_buf(),
             source,
         })?;
-        if read_str_attr(&file, layout::FORMAT_ATTR).as_deref() != Some(layout::FORMAT_VERSION) {
-            return Err(StoreError::Foreign {
+        let found = read_str_attr(&file, layout::FORMAT_ATTR)
+            .and_then(|f| Layout::from_format(&f))
+            .ok_or_else(|| StoreError::Foreign {
                 path: path.to_path_buf(),
+            })?;
+        if found != layout {
+            return Err(StoreError::Layout {
+                path: path.to_path_buf(),
+                found,
+                expected: layout,
             });
         }
         let Ok(group) = file.group(&layout::plate_mjd_group(pm)) else {
@@ -300,11 +357,23 @@ impl StoreState {
         state.header_from_plate =
             read_str_attr(&group, HEADER_SOURCE_ATTR).map(|s| s == HEADER_FROM_PLATE);
         state.header = read_attrs(&group).map_err(h5)?;
-        for name in group.member_names().map_err(h5)? {
-            if let Ok(fiber) = name.parse::<i32>() {
-                if group.link_exists(&format!("{name}/{}", layout::COADD)) {
-                    state.fibers.insert(fiber);
+        match layout {
+            Layout::V1 => {
+                for name in group.member_names().map_err(h5)? {
+                    if let Ok(fiber) = name.parse::<i32>() {
+                        if group.link_exists(&format!("{name}/{}", layout::COADD)) {
+                            state.fibers.insert(fiber);
+                        }
+                    }
                 }
+            }
+            Layout::V2 => {
+                let arrays = PlateArrays {
+                    coadds: v2::read_coadds(&group).map_err(h5)?.unwrap_or_default(),
+                    exposures: v2::read_exposures(&group).map_err(h5)?,
+                };
+                state.fibers = arrays.coadds.fiberid.iter().copied().collect();
+                state.arrays = Some(arrays);
             }
         }
         for t in PlateTable::ALL {
@@ -331,6 +400,14 @@ impl StoreState {
         if fibers.is_empty() {
             return Ok(out);
         }
+        if let Some(a) = &self.arrays {
+            for (row, fiber) in a.coadds.fiberid.iter().enumerate() {
+                if fibers.contains(fiber) {
+                    out.insert(*fiber, a.coadds.row(row));
+                }
+            }
+            return Ok(out);
+        }
         let h5 = |source| StoreError::Hdf5 {
             path: self.path.clone(),
             source,
@@ -353,8 +430,28 @@ impl StoreState {
             })
     }
 
-    /// Which of these exposure datasets the store file already has (opened only when asked).
-    fn existing_exposures(&self, paths: &[String]) -> Result<HashSet<String>, StoreError> {
+    /// Which of these exposure datasets (v1 paths) the store file already has.
+    fn existing_exposures(
+        &self,
+        pm: PlateMjd,
+        paths: &[String],
+    ) -> Result<HashSet<String>, StoreError> {
+        if let Some(a) = &self.arrays {
+            let have: HashSet<String> = a
+                .exposures
+                .iter()
+                .flat_map(|((expid, arm), e)| {
+                    e.fiberid
+                        .iter()
+                        .map(move |f| layout::exposure_path(pm, *f, *expid, *arm))
+                })
+                .collect();
+            return Ok(paths
+                .iter()
+                .filter(|p| have.contains(*p))
+                .cloned()
+                .collect());
+        }
         if paths.is_empty() || !self.path.exists() {
             return Ok(HashSet::new());
         }
@@ -387,18 +484,24 @@ fn same_value(a: &AttrValue, b: &AttrValue) -> bool {
     }
 }
 
-/// Writes store files into one directory.
+/// Writes store files into one directory, in one layout.
 pub struct StoreWriter {
     dir: PathBuf,
+    layout: Layout,
     writer_name: String,
 }
 
 impl StoreWriter {
-    pub fn new(dir: &Path) -> Self {
+    pub fn new(dir: &Path, layout: Layout) -> Self {
         Self {
             dir: dir.to_path_buf(),
+            layout,
             writer_name: format!("boss-ingest {}", env!("CARGO_PKG_VERSION")),
         }
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
     }
 
     /// Path of the store file of a plate-MJD.
@@ -407,12 +510,13 @@ impl StoreWriter {
     }
 
     /// Adds what is new in `batch` to the store file of `pm`, whose current content is `state`
-    /// (read by the caller before decoding; only this rank writes this file).
+    /// (read by the caller before decoding; only this rank writes this file). v1 files are copied
+    /// and added to; v2 files are written anew from the old content and the new.
     pub fn write(
         &self,
         pm: PlateMjd,
         mut batch: Batch,
-        state: &StoreState,
+        state: StoreState,
     ) -> Result<WriteOutcome, StoreError> {
         let final_path = self.file_path(pm);
         let exposure_paths: Vec<String> = batch
@@ -420,8 +524,8 @@ impl StoreWriter {
             .iter()
             .map(|(fiber, e)| layout::exposure_path(pm, *fiber, e.expid, e.arm))
             .collect();
-        let existing_exposures = state.existing_exposures(&exposure_paths)?;
-        if !only_new(pm, &mut batch, state, existing_exposures) {
+        let existing_exposures = state.existing_exposures(pm, &exposure_paths)?;
+        if !only_new(pm, &mut batch, &state, existing_exposures) {
             return Ok(WriteOutcome::default());
         }
         let w = AtomicFile::new(&final_path);
@@ -431,10 +535,15 @@ impl StoreWriter {
             what,
             source,
         };
-        if final_path.exists() {
-            fs::copy(&final_path, &tmp).map_err(|e| io("cannot copy the store file", e))?;
-        }
-        let fibers_added = self.write_file(&tmp, pm, &batch)?;
+        let fibers_added = match self.layout {
+            Layout::V1 => {
+                if final_path.exists() {
+                    fs::copy(&final_path, &tmp).map_err(|e| io("cannot copy the store file", e))?;
+                }
+                self.write_v1(&tmp, pm, &batch)?
+            }
+            Layout::V2 => self.write_v2(&tmp, pm, &batch, state)?,
+        };
         let bytes_written = fs::metadata(&tmp).map(|m| m.len()).unwrap_or(0);
         w.commit()
             .map_err(|e| io("cannot put the file into place", e))?;
@@ -446,51 +555,35 @@ impl StoreWriter {
         })
     }
 
-    fn write_file(&self, path: &Path, pm: PlateMjd, batch: &Batch) -> Result<usize, StoreError> {
+    /// Opens the file to add to (a copy of the old one), or creates it with the root attributes.
+    fn open_or_create(&self, path: &Path) -> hdf5::Result<hdf5::File> {
+        if path.exists() {
+            return hdf5::File::open_rw(path);
+        }
+        let f = hdf5::File::with_options()
+            .with_fapl(|p| store::tuning::tune_file_access(p).libver_v110())
+            .create(path)?;
+        create_attr(
+            &f,
+            layout::FORMAT_ATTR,
+            &AttrValue::Str(self.layout.format().into()),
+        )?;
+        create_attr(
+            &f,
+            layout::WRITER_ATTR,
+            &AttrValue::Str(self.writer_name.clone()),
+        )?;
+        Ok(f)
+    }
+
+    fn write_v1(&self, path: &Path, pm: PlateMjd, batch: &Batch) -> Result<usize, StoreError> {
         let h5 = |source| StoreError::Hdf5 {
             path: path.to_path_buf(),
             source,
         };
-        let file = if path.exists() {
-            hdf5::File::open_rw(path).map_err(h5)?
-        } else {
-            let f = hdf5::File::with_options()
-                .with_fapl(|p| store::tuning::tune_file_access(p).libver_v110())
-                .create(path)
-                .map_err(h5)?;
-            write_attr(
-                &f,
-                layout::FORMAT_ATTR,
-                &AttrValue::Str(layout::FORMAT_VERSION.into()),
-            )
-            .map_err(h5)?;
-            write_attr(
-                &f,
-                layout::WRITER_ATTR,
-                &AttrValue::Str(self.writer_name.clone()),
-            )
-            .map_err(h5)?;
-            f
-        };
+        let file = self.open_or_create(path).map_err(h5)?;
         let group = ensure_group(&file, &layout::plate_mjd_group(pm)).map_err(h5)?;
-        if let Some((cards, from_plate)) = &batch.header {
-            // The header is replaced whole (an spPlate's after a spec file's: no card of the old
-            // header stays behind).
-            store::attrs::delete_all(&group).map_err(h5)?;
-            write_attrs(&group, cards).map_err(h5)?;
-            let source = if *from_plate {
-                HEADER_FROM_PLATE
-            } else {
-                HEADER_FROM_SPEC
-            };
-            write_attr(&group, HEADER_SOURCE_ATTR, &AttrValue::Str(source.into())).map_err(h5)?;
-            let units: Vec<(String, AttrValue)> =
-                coadd_units(batch.flux_unit.as_deref().unwrap_or(DEFAULT_FLUX_UNIT))
-                    .into_iter()
-                    .map(|(field, unit)| (layout::coadd_unit_attr(field), AttrValue::Str(unit)))
-                    .collect();
-            write_attrs(&group, &units).map_err(h5)?;
-        }
+        write_header(&group, batch).map_err(h5)?;
         let mut added = 0;
         for (fiber, c) in &batch.coadds {
             let g = ensure_group(&file, &layout::fiber_group(pm, *fiber)).map_err(h5)?;
@@ -501,7 +594,7 @@ impl StoreWriter {
             }
             g.new_dataset_builder()
                 .fill_time(store::tuning::FILL_TIME)
-                .with_data(c.records.as_slice())
+                .with_data(&*c.data.records())
                 .create(layout::COADD)
                 .map_err(h5)?;
         }
@@ -532,21 +625,205 @@ impl StoreWriter {
             )
             .map_err(h5)?;
         }
-        let table_err = |source| StoreError::Table {
+        merge_tables(path, &group, None, batch)?;
+        Ok(added)
+    }
+
+    /// A new v2 file from the old file's content (`state`) and the batch.
+    fn write_v2(
+        &self,
+        path: &Path,
+        pm: PlateMjd,
+        batch: &Batch,
+        state: StoreState,
+    ) -> Result<usize, StoreError> {
+        let h5 = |source| StoreError::Hdf5 {
             path: path.to_path_buf(),
             source,
         };
-        for (name, new_rows) in &batch.tables {
-            let mut table = match group.dataset(name.name()) {
-                Ok(ds) => Table::read(&ds).map_err(table_err)?,
-                Err(_) => Table::new(new_rows.columns().to_vec()),
-            };
-            table.append(new_rows, name.name()).map_err(table_err)?;
-            table.sort_by_fiber();
-            table.write(&group, name.name()).map_err(table_err)?;
+        let old_arrays = state.arrays.unwrap_or_default();
+        let added = batch
+            .coadds
+            .keys()
+            .filter(|f| !batch.replace.contains(f))
+            .count();
+        let coadds =
+            v2_coadds(&old_arrays.coadds, batch).map_err(|(fiber, e)| StoreError::Grid {
+                path: path.to_path_buf(),
+                fiber,
+                source: e,
+            })?;
+        let exposures =
+            v2_exposures(old_arrays.exposures, batch).map_err(|e| StoreError::Grid {
+                path: path.to_path_buf(),
+                fiber: 0,
+                source: e,
+            })?;
+        let old = if state.path.exists() {
+            Some(hdf5::File::open(&state.path).map_err(h5)?)
+        } else {
+            None
+        };
+        let old_group = match &old {
+            Some(f) => f.group(&layout::plate_mjd_group(pm)).ok(),
+            None => None,
+        };
+        let file = self.open_or_create(path).map_err(h5)?;
+        let group = ensure_group(&file, &layout::plate_mjd_group(pm)).map_err(h5)?;
+        if batch.header.is_some() {
+            write_header(&group, batch).map_err(h5)?;
+        } else if let Some(g) = &old_group {
+            store::attrs::create_attrs(&group, &read_attrs(g).map_err(h5)?).map_err(h5)?;
         }
+        v2::write_coadds(&group, &coadds).map_err(h5)?;
+        v2::write_exposures(&group, &exposures).map_err(h5)?;
+        merge_tables(path, &group, old_group.as_ref(), batch)?;
         Ok(added)
     }
+}
+
+/// The plate-MJD attributes of a batch's header, replacing the old ones whole (an spPlate's after
+/// a spec file's: no card of the old header stays behind), with the coadd units.
+fn write_header(group: &Group, batch: &Batch) -> hdf5::Result<()> {
+    let Some((cards, from_plate)) = &batch.header else {
+        return Ok(());
+    };
+    store::attrs::delete_all(group)?;
+    write_attrs(group, cards)?;
+    let source = if *from_plate {
+        HEADER_FROM_PLATE
+    } else {
+        HEADER_FROM_SPEC
+    };
+    write_attr(group, HEADER_SOURCE_ATTR, &AttrValue::Str(source.into()))?;
+    let units: Vec<(String, AttrValue)> =
+        coadd_units(batch.flux_unit.as_deref().unwrap_or(DEFAULT_FLUX_UNIT))
+            .into_iter()
+            .map(|(field, unit)| (layout::coadd_unit_attr(field), AttrValue::Str(unit)))
+            .collect();
+    write_attrs(group, &units)
+}
+
+/// Each table: the old rows (from `old`, or from `group` itself when the file was copied) plus
+/// the batch's new rows, sorted by FIBERID.
+fn merge_tables(
+    path: &Path,
+    group: &Group,
+    old: Option<&Group>,
+    batch: &Batch,
+) -> Result<(), StoreError> {
+    let table_err = |source| StoreError::Table {
+        path: path.to_path_buf(),
+        source,
+    };
+    let source = old.unwrap_or(group);
+    for t in PlateTable::ALL {
+        let old_rows = match source.dataset(t.name()) {
+            Ok(ds) => Some(Table::read(&ds).map_err(table_err)?),
+            Err(_) => None,
+        };
+        let new_rows = batch.tables.get(&t);
+        let mut table = match (old_rows, new_rows) {
+            (None, None) => continue,
+            (Some(o), None) if old.is_none() => {
+                let _ = o;
+                continue; // the copied file has it already
+            }
+            (Some(o), _) => o,
+            (None, Some(n)) => Table::new(n.columns().to_vec()),
+        };
+        if let Some(n) = new_rows {
+            table.append(n, t.name()).map_err(table_err)?;
+        }
+        table.sort_by_fiber();
+        table.write(group, t.name()).map_err(table_err)?;
+    }
+    Ok(())
+}
+
+/// The v2 coadds of a plate-MJD: the old rows (those not replaced) and the batch's. The rows of
+/// one spPlate alone go in as its images.
+fn v2_coadds(
+    old: &store::v2::CoaddArrays,
+    batch: &Batch,
+) -> Result<store::v2::CoaddArrays, (i32, store::v2::GridError)> {
+    let kept_old: Vec<usize> = (0..old.rows())
+        .filter(|&r| !batch.replace.contains(&old.fiberid[r]))
+        .collect();
+    if kept_old.is_empty() {
+        if let Some(p) = whole_plate(batch) {
+            return store::v2::CoaddArrays::from_images(
+                p.coeff0,
+                p.coeff1,
+                p.npix,
+                &p.fibers,
+                p.fields(),
+            )
+            .map_err(|e| (0, e));
+        }
+    }
+    let old_rows: Vec<(i32, Vec<CoaddRecord>)> = kept_old
+        .iter()
+        .map(|&r| (old.fiberid[r], old.row(r)))
+        .collect();
+    let new_rows: Vec<(i32, Cow<[CoaddRecord]>)> = batch
+        .coadds
+        .iter()
+        .map(|(f, c)| (*f, c.data.records()))
+        .collect();
+    let rows: Vec<(i32, &[CoaddRecord])> = old_rows
+        .iter()
+        .map(|(f, r)| (*f, r.as_slice()))
+        .chain(new_rows.iter().map(|(f, r)| (*f, &**r)))
+        .collect();
+    store::v2::CoaddArrays::from_rows(&rows)
+}
+
+/// The spPlate whose rows are all of the batch's coadds, if so.
+fn whole_plate(batch: &Batch) -> Option<&Arc<PlateImages>> {
+    let mut plate: Option<&Arc<PlateImages>> = None;
+    for c in batch.coadds.values() {
+        match (&c.data, plate) {
+            (CoaddData::Plate(p, _), None) => plate = Some(p),
+            (CoaddData::Plate(p, _), Some(q)) if Arc::ptr_eq(p, q) => {}
+            _ => return None,
+        }
+    }
+    plate.filter(|p| p.fibers.len() == batch.coadds.len())
+}
+
+/// The v2 exposure groups: the old rows and the batch's (new ones only, see `only_new`).
+fn v2_exposures(
+    mut old: BTreeMap<(u32, layout::Arm), store::v2::ExposureArrays>,
+    batch: &Batch,
+) -> Result<BTreeMap<(u32, layout::Arm), store::v2::ExposureArrays>, store::v2::GridError> {
+    let mut new: BTreeMap<(u32, layout::Arm), Vec<&(i32, Exposure)>> = BTreeMap::new();
+    for e in &batch.exposures {
+        new.entry((e.1.expid, e.1.arm)).or_default().push(e);
+    }
+    for (key, rows) in new {
+        let kept = old.remove(&key).unwrap_or_default();
+        let kept_rows: Vec<(i32, i64, String, ExposureColumns)> = (0..kept.rows())
+            .map(|r| {
+                (
+                    kept.fiberid[r],
+                    kept.spectrograph[r],
+                    kept.extname[r].clone(),
+                    kept.row(r),
+                )
+            })
+            .collect();
+        let all: Vec<store::v2::ExposureRow> = kept_rows
+            .iter()
+            .map(|(f, s, n, c)| (*f, *s, n.as_str(), c))
+            .chain(
+                rows.iter()
+                    .map(|(f, e)| (*f, e.spectrograph, e.extname.as_str(), &e.data)),
+            )
+            .collect();
+        old.insert(key, store::v2::ExposureArrays::from_rows(&all)?);
+    }
+    Ok(old)
 }
 
 /// Drops from the batch everything the store already has; true when something is left to write.

@@ -4,7 +4,64 @@
 
 use crate::key::PlateMjd;
 
-/// Value of the root attribute [`FORMAT_ATTR`] that marks a file as one of our stores.
+/// The two layouts of a store file (and of a query output).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// H5Boss format v1: a group and a coadd dataset per fiber.
+    #[default]
+    V1,
+    /// H5Boss format v2, fiber-merged: per plate-MJD one 2-D array per quantity, fibers as rows.
+    V2,
+}
+
+impl Layout {
+    /// The value of the root attribute [`FORMAT_ATTR`] of a file in this layout.
+    pub fn format(self) -> &'static str {
+        match self {
+            Self::V1 => "h5boss-v1",
+            Self::V2 => "h5boss-v2",
+        }
+    }
+
+    /// The layout a [`FORMAT_ATTR`] value names.
+    pub fn from_format(format: &str) -> Option<Self> {
+        [Self::V1, Self::V2]
+            .into_iter()
+            .find(|l| l.format() == format)
+    }
+
+    /// `v1` / `v2`, as the command lines spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::V1 => "v1",
+            Self::V2 => "v2",
+        }
+    }
+}
+
+impl std::str::FromStr for Layout {
+    type Err = String;
+
+    /// `v1` or `v2` (command lines).
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "v1" => Ok(Self::V1),
+            "v2" => Ok(Self::V2),
+            _ => Err(format!("{s:?} is not a layout: expected v1 or v2")),
+        }
+    }
+}
+
+impl std::fmt::Display for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Value of the root attribute [`FORMAT_ATTR`] of a v1 file.
 pub const FORMAT_VERSION: &str = "h5boss-v1";
 /// Root attribute naming the store format.
 pub const FORMAT_ATTR: &str = "BOSS_STORE_FORMAT";
@@ -20,6 +77,19 @@ pub const EXPOSURES: &str = "exposures";
 pub const SPECTROGRAPH_ATTR: &str = "SPECTROGRAPH";
 /// Attribute of an exposure dataset: the FITS HDU name it came from.
 pub const EXTNAME_ATTR: &str = "EXTNAME";
+/// v2: the group of a plate-MJD's coadd arrays.
+pub const COADDS: &str = "coadds";
+/// v2: 1-D arrays of a coadds or exposure group: the fiber of each row, its first real pixel, its
+/// number of real pixels; for exposures also the spectrograph and FITS HDU name of each row.
+pub const FIBERID: &str = "FIBERID";
+pub const PIX0: &str = "PIX0";
+pub const NPIX: &str = "NPIX";
+/// v2: attributes of the coadds group: log10 λ (Å) of column 0, and the step per column.
+pub const LOGLAM0_ATTR: &str = "LOGLAM0";
+pub const COEFF1_ATTR: &str = "COEFF1";
+/// v2: the mask bit of padding pixels (SDSS SPPIXMASK NODATA, bit 24).
+pub const NODATA: i32 = 1 << 24;
+
 /// The catalog index beside the store files.
 pub const CATALOG_FILE: &str = "catalog.parquet";
 /// The lock file an ingest holds while it writes a store.
@@ -150,6 +220,16 @@ pub fn exposures_group(pm: PlateMjd, fiber: i32) -> String {
 /// `/<PLATE>/<MJD>/<FIBER>/exposures/<EXPID>`.
 pub fn exposure_group(pm: PlateMjd, fiber: i32, expid: u32) -> String {
     format!("{}/{expid}", exposures_group(pm, fiber))
+}
+
+/// v2: `/<PLATE>/<MJD>/coadds`.
+pub fn coadds_group(pm: PlateMjd) -> String {
+    format!("{}/{COADDS}", plate_mjd_group(pm))
+}
+
+/// v2: `exposures/<EXPID>/<b|r>`, relative to the plate-MJD group.
+pub fn exposure_rows_group(expid: u32, arm: Arm) -> String {
+    format!("{EXPOSURES}/{expid}/{}", arm.name())
 }
 
 /// `/<PLATE>/<MJD>/<FIBER>/exposures/<EXPID>/<b|r>`.

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use model::layout;
+use model::layout::{self, Layout};
 use store::fast::{Creator, Hid, TypeId};
 use store::{AttrValue, CoaddRecord};
 
@@ -18,8 +18,8 @@ use crate::records::{DatasetKind, DatasetRecord, PlateMeta};
 pub struct Offsets {
     /// One per global record, in order.
     pub datasets: Vec<Option<u64>>,
-    /// One per plate meta and table, in order.
-    pub tables: Vec<Vec<Option<u64>>>,
+    /// One per plate meta and [`crate::records::DatasetSpec`], in order.
+    pub plates: Vec<Vec<Option<u64>>>,
 }
 
 /// The file-access settings of an output: the store's (1 MiB metadata blocks, libver 1.10) with a
@@ -28,9 +28,11 @@ fn output_fapl(p: &mut hdf5::file::FileAccessBuilder) -> &mut hdf5::file::FileAc
     p.meta_block_size(1 << 20).libver_v110()
 }
 
-/// Creates the output at `path` (serial driver) with every object; returns the data offsets.
+/// Creates the output at `path` (serial driver) in `layout` with every object; returns the data
+/// offsets.
 pub fn create_output(
     path: &Path,
+    layout: Layout,
     metas: &[PlateMeta],
     records: &[DatasetRecord],
 ) -> Result<Offsets> {
@@ -51,7 +53,7 @@ pub fn create_output(
             &[
                 (
                     layout::FORMAT_ATTR.to_string(),
-                    AttrValue::Str(layout::FORMAT_VERSION.into()),
+                    AttrValue::Str(layout.format().into()),
                 ),
                 (
                     layout::WRITER_ATTR.to_string(),
@@ -64,7 +66,7 @@ pub fn create_output(
         let mut exposure_types: HashMap<u8, TypeId> = HashMap::new();
         let mut offsets = Offsets {
             datasets: Vec::with_capacity(records.len()),
-            tables: Vec::with_capacity(metas.len()),
+            plates: Vec::with_capacity(metas.len()),
         };
         let mut plate_mjd_groups: Vec<Hid> = Vec::with_capacity(metas.len());
         let mut plate: Option<(i32, Hid)> = None;
@@ -76,16 +78,29 @@ pub fn create_output(
             let parent = plate.as_ref().expect("set above").1.id();
             let group = c.group(parent, &meta.pm.mjd.to_string()).map_err(raw)?;
             c.attrs(group.id(), &meta.attrs).map_err(raw)?;
-            let mut tables = Vec::with_capacity(meta.tables.len());
-            for t in &meta.tables {
-                let tid = c.add_type(&t.dtype).map_err(raw)?;
-                let (ds, off) = c
-                    .dataset(group.id(), t.table.name(), tid, &[t.rows])
-                    .map_err(raw)?;
-                c.attrs(ds.id(), &t.attrs).map_err(raw)?;
-                tables.push(off);
+            let mut groups: HashMap<&str, Hid> = HashMap::new();
+            for g in &meta.groups {
+                let parent = match g.path.rsplit_once('/') {
+                    Some((p, _)) => groups[p].id(),
+                    None => group.id(),
+                };
+                let name = g.path.rsplit('/').next().unwrap_or(&g.path);
+                let h = c.group(parent, name).map_err(raw)?;
+                c.attrs(h.id(), &g.attrs).map_err(raw)?;
+                groups.insert(&g.path, h);
             }
-            offsets.tables.push(tables);
+            let mut datasets = Vec::with_capacity(meta.datasets.len());
+            for d in &meta.datasets {
+                let (parent, name) = match d.path.rsplit_once('/') {
+                    Some((p, n)) => (groups[p].id(), n),
+                    None => (group.id(), d.path.as_str()),
+                };
+                let tid = c.add_type(&d.dtype).map_err(raw)?;
+                let (ds, off) = c.dataset(parent, name, tid, &d.shape).map_err(raw)?;
+                c.attrs(ds.id(), &d.attrs).map_err(raw)?;
+                datasets.push(off);
+            }
+            offsets.plates.push(datasets);
             plate_mjd_groups.push(group);
         }
 

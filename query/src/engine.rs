@@ -16,15 +16,16 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use model::atomic::AtomicFile;
+use model::layout::Layout;
 use model::{FiberId, PlateMjd};
 use ranks::{partition_by_weight, Job};
 use serde::Serialize;
 
-use crate::copy::{coalesce, copy_collective, copy_independent, CopyOp, Method};
+use crate::copy::{coalesce, copy_collective, copy_independent, CopyOp, Method, Task};
 use crate::create::{create_output, Offsets};
 use crate::error::{QueryError, Result};
 use crate::records::{DatasetRecord, PlateMeta};
-use crate::scan::{list_store, scan_file, Scanned, TableSource};
+use crate::scan::{file_layout, list_store, scan_file, Fill, Scanned};
 
 /// How ranks write the output's data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -42,6 +43,8 @@ pub struct QueryOptions {
     pub fibers: Vec<FiberId>,
     pub output: PathBuf,
     pub io: IoMode,
+    /// The layout of the output (None: the store's).
+    pub layout: Option<Layout>,
 }
 
 /// Seconds spent in each phase, the maximum over ranks.
@@ -59,6 +62,7 @@ pub struct Phases {
 pub struct QueryReport {
     pub fibers_found: usize,
     pub missing: Vec<FiberId>,
+    pub layout: Layout,
     pub datasets: usize,
     pub bytes: u64,
     pub record_bytes: usize,
@@ -69,7 +73,25 @@ pub struct QueryReport {
 /// A scanned store file of this rank.
 struct Mine {
     source: u32,
+    pm: PlateMjd,
     scanned: Scanned,
+}
+
+/// The layout of the output: the one asked for, else the store's (that of its first file holding a
+/// requested plate-MJD; every rank reads the same file).
+fn output_layout(opts: &QueryOptions, files: &[crate::scan::StoreFile]) -> Result<Layout> {
+    if let Some(l) = opts.layout {
+        return Ok(l);
+    }
+    let wanted: BTreeSet<PlateMjd> = opts.fibers.iter().map(|f| f.plate_mjd()).collect();
+    match files
+        .iter()
+        .find(|f| wanted.contains(&f.pm))
+        .or(files.first())
+    {
+        Some(f) => file_layout(&f.path),
+        None => Ok(Layout::V1),
+    }
 }
 
 /// Runs the query on every rank of the job.
@@ -80,7 +102,8 @@ pub fn run_query(job: &Job, opts: &QueryOptions) -> Result<QueryReport> {
     let t = Instant::now();
     let files = list_store(&opts.store)?;
     let sources: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
-    let scanned = agree(job, scan_phase(job, opts, &files))?;
+    let layout = agree(job, output_layout(opts, &files))?;
+    let scanned = agree(job, scan_phase(job, opts, &files, layout))?;
     phases.scan = t.elapsed().as_secs_f64();
 
     // Exchange.
@@ -102,7 +125,21 @@ pub fn run_query(job: &Job, opts: &QueryOptions) -> Result<QueryReport> {
     });
     phases.exchange = t.elapsed().as_secs_f64();
 
-    let found: BTreeSet<FiberId> = records.iter().map(DatasetRecord::fiber_id).collect();
+    let local_found: Vec<i64> = scanned
+        .iter()
+        .flat_map(|m| {
+            let pm = m.pm;
+            m.scanned
+                .found
+                .iter()
+                .map(move |&f| FiberId::new(pm.plate, pm.mjd, f).key())
+        })
+        .collect();
+    let found: BTreeSet<FiberId> = job
+        .all_gather_varcount(&local_found)?
+        .into_iter()
+        .map(FiberId::from_key)
+        .collect();
     let missing: Vec<FiberId> = opts
         .fibers
         .iter()
@@ -114,7 +151,9 @@ pub fn run_query(job: &Job, opts: &QueryOptions) -> Result<QueryReport> {
     let t = Instant::now();
     let out = AtomicFile::with_temp(&opts.output, temp_output_path(job, &opts.output)?);
     let created = match &metas {
-        Some(metas) => create_output(out.temp(), metas, &records).map_err(|e| e.to_string()),
+        Some(metas) => {
+            create_output(out.temp(), layout, metas, &records).map_err(|e| e.to_string())
+        }
         None => Err(String::new()),
     };
     // The other ranks sleep while rank 0 creates (no core taken from it).
@@ -131,7 +170,7 @@ pub fn run_query(job: &Job, opts: &QueryOptions) -> Result<QueryReport> {
     // Write.
     let t = Instant::now();
     let metas_pm: Vec<PlateMjd> = offsets_plates(job, &metas)?;
-    let ops = coalesce(copy_ops(&scanned, &records, &offsets, &metas_pm));
+    let ops = coalesce(tasks(&scanned, &records, &offsets, &metas_pm));
     let written = match opts.io {
         IoMode::Independent => agree(
             job,
@@ -148,10 +187,19 @@ pub fn run_query(job: &Job, opts: &QueryOptions) -> Result<QueryReport> {
     finish(job, out)?;
     phases.close = t.elapsed().as_secs_f64();
 
+    // Arrays of a v2 output count as datasets; the plate-level tables do not (as in v1).
+    let arrays: Option<u64> = metas.as_ref().map(|m| {
+        m.iter()
+            .flat_map(|m| &m.datasets)
+            .filter(|d| d.path.contains('/'))
+            .count() as u64
+    });
+    let plate_datasets = job.broadcast(arrays.as_ref())? as usize;
     Ok(QueryReport {
         fibers_found: found.len(),
         missing,
-        datasets: records.len(),
+        layout,
+        datasets: records.len() + plate_datasets,
         bytes: job.sum_u64(written.bytes),
         record_bytes: std::mem::size_of::<DatasetRecord>(),
         collective_writes: job.max_u64(written.collective_calls),
@@ -191,6 +239,7 @@ fn scan_phase(
     job: &Job,
     opts: &QueryOptions,
     files: &[crate::scan::StoreFile],
+    layout: Layout,
 ) -> Result<Vec<Mine>> {
     let mut wanted: HashMap<PlateMjd, Vec<i32>> = HashMap::new();
     for f in &opts.fibers {
@@ -210,7 +259,13 @@ fn scan_phase(
         .filter(|(_, o)| *o == job.rank())
         .map(|(&(i, _), _)| {
             let f = &files[i as usize];
-            scan_file(f, i, &wanted[&f.pm]).map(|scanned| Mine { source: i, scanned })
+            let mut fibers = wanted[&f.pm].clone();
+            fibers.sort_unstable();
+            scan_file(f, i, &fibers, layout).map(|scanned| Mine {
+                source: i,
+                pm: f.pm,
+                scanned,
+            })
         })
         .collect()
 }
@@ -221,27 +276,36 @@ fn offsets_plates(job: &Job, metas: &Option<Vec<PlateMeta>>) -> Result<Vec<Plate
     Ok(job.broadcast(pms.as_ref())?)
 }
 
-/// This rank's byte ranges: its datasets, and the rows of its plate-MJDs' tables.
-fn copy_ops(
+/// What this rank writes: its per-fiber datasets (copied, or gathered from v2 rows), and for its
+/// plate-MJDs the rows of every table and array (copied, in memory, or converted).
+fn tasks(
     mine: &[Mine],
     records: &[DatasetRecord],
     offsets: &Offsets,
     metas_pm: &[PlateMjd],
-) -> Vec<CopyOp> {
-    let sources: std::collections::HashSet<u32> = mine.iter().map(|m| m.source).collect();
-    let mut ops: Vec<CopyOp> = records
-        .iter()
-        .zip(&offsets.datasets)
-        .filter(|(r, _)| sources.contains(&r.source))
-        .filter_map(|(r, dst)| {
-            dst.map(|dst| CopyOp {
+) -> Vec<Task> {
+    let by_source: HashMap<u32, &Mine> = mine.iter().map(|m| (m.source, m)).collect();
+    let mut tasks: Vec<Task> = Vec::new();
+    for (r, dst) in records.iter().zip(&offsets.datasets) {
+        let (Some(m), Some(dst)) = (by_source.get(&r.source), dst) else {
+            continue;
+        };
+        let key = (r.fiber, r.expid, r.kind);
+        tasks.push(match m.scanned.gathers.get(&key) {
+            Some(srcs) => Task::Gather {
+                source: r.source,
+                srcs: srcs.clone(),
+                len: r.len,
+                dst: *dst,
+            },
+            None => Task::Copy(CopyOp {
                 source: r.source,
                 src: r.src_offset,
-                dst,
+                dst: *dst,
                 len: r.bytes(),
-            })
-        })
-        .collect();
+            }),
+        });
+    }
     for m in mine {
         let Some(meta) = &m.scanned.meta else {
             continue;
@@ -249,21 +313,45 @@ fn copy_ops(
         let Ok(i) = metas_pm.binary_search(&meta.pm) else {
             continue;
         };
-        for (table, dst) in m.scanned.tables.iter().zip(&offsets.tables[i]) {
-            let Some(dst) = dst else { continue };
-            ops.extend(table_ops(m.source, table, *dst));
+        let offs = &offsets.plates[i];
+        for (fill, dst) in m.scanned.fills.iter().zip(offs) {
+            let Some(dst) = *dst else { continue };
+            match fill {
+                Fill::Runs { row_bytes, runs } => tasks.extend(runs.iter().map(|run| {
+                    Task::Copy(CopyOp {
+                        source: m.source,
+                        src: run.src,
+                        dst: dst + run.out_row * row_bytes,
+                        len: run.rows * row_bytes,
+                    })
+                })),
+                Fill::Bytes(bytes) => tasks.push(Task::Bytes {
+                    dst,
+                    bytes: bytes.clone(),
+                }),
+                Fill::Spreads => {}
+            }
+        }
+        for sp in &m.scanned.spreads {
+            let dsts: Option<Vec<u64>> = sp
+                .datasets
+                .iter()
+                .map(|&d| offs[d].map(|o| o + 4 * sp.row * sp.width))
+                .collect();
+            if let Some(dsts) = dsts {
+                tasks.push(Task::Spread {
+                    source: m.source,
+                    src: sp.src,
+                    len: sp.len,
+                    width: sp.width,
+                    pix0: sp.pix0,
+                    dsts,
+                    pad: sp.pad,
+                });
+            }
         }
     }
-    ops
-}
-
-fn table_ops(source: u32, t: &TableSource, dst: u64) -> impl Iterator<Item = CopyOp> + '_ {
-    t.runs.iter().map(move |run| CopyOp {
-        source,
-        src: run.src,
-        dst: dst + run.out_row * t.row_size,
-        len: run.rows * t.row_size,
-    })
+    tasks
 }
 
 /// The temporary name all ranks write under: beside the output, named by rank 0's host and pid.

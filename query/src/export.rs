@@ -136,12 +136,13 @@ fn build_batch(
     let path = store.join(layout::store_file_name(pm));
     let err = |e: hdf5::Error| QueryError::hdf5(&path, "cannot read a coadd", e);
     let file = hdf5::File::open(&path).map_err(err)?;
+    let fibers: Vec<i32> = (0..subset.len())
+        .map(|i| subset.fiber_id(i).fiber)
+        .collect();
     let mut pixels: Vec<CoaddRecord> = Vec::new();
     let mut offsets = vec![0i32];
-    for i in 0..subset.len() {
-        let fiber = subset.fiber_id(i).fiber;
-        let coadd = file.dataset(&layout::coadd_path(pm, fiber)).map_err(err)?;
-        pixels.extend(coadd.read_raw::<CoaddRecord>().map_err(err)?);
+    for coadd in store::reader::coadds(&file, pm, &fibers).map_err(err)? {
+        pixels.extend(coadd);
         offsets.push(
             i32::try_from(pixels.len())
                 .map_err(|_| QueryError::store(&path, "more than 2^31 pixels in one plate-MJD"))?,

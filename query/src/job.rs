@@ -52,6 +52,8 @@ pub struct Request {
     pub parquet: Option<PathBuf>,
     pub columns: Vec<SpectralColumn>,
     pub io: IoMode,
+    /// The layout of the HDF5 output (None: the store's).
+    pub layout: Option<model::layout::Layout>,
     pub force: bool,
 }
 
@@ -241,6 +243,7 @@ pub fn run(job: &Job, req: &Request) -> Result<Summary> {
                 fibers: fibers.clone(),
                 output: output.clone(),
                 io: req.io,
+                layout: req.layout,
             };
             let r: QueryReport = run_query(job, &opts)?;
             if subset.is_none() {

@@ -2,7 +2,7 @@
 //! no serialisation), and one small description per plate-MJD (attributes, table types) that only
 //! rank 0, which creates the output, needs.
 
-use model::layout::{Arm, PlateTable};
+use model::layout::Arm;
 use model::{FiberId, PlateMjd};
 use mpi::traits::Equivalence;
 use serde::{Deserialize, Serialize};
@@ -106,14 +106,22 @@ impl DatasetRecord {
     }
 }
 
-/// One plate-level table of the output: its exact file type, attributes and selected row count.
+/// A group of the output under the plate-MJD group, with its attributes (v2: `coadds`,
+/// `exposures/<EXPID>/<b|r>`), created in the order listed (parents first).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct TableMeta {
-    pub table: PlateTable,
-    /// The source's file datatype (`H5Tencode`), so that rows are copied as bytes.
-    pub dtype: Vec<u8>,
+pub struct GroupSpec {
+    pub path: String,
     pub attrs: Vec<(String, AttrValue)>,
-    pub rows: u64,
+}
+
+/// A dataset of the output under the plate-MJD group (the tables, and the v2 arrays): its exact
+/// file type (`H5Tencode`, so that bytes are copied as they are), shape and attributes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DatasetSpec {
+    pub path: String,
+    pub dtype: Vec<u8>,
+    pub shape: Vec<u64>,
+    pub attrs: Vec<(String, AttrValue)>,
 }
 
 /// What rank 0 needs to create the metadata of one plate-MJD in the output.
@@ -121,10 +129,11 @@ pub struct TableMeta {
 pub struct PlateMeta {
     pub pm: PlateMjd,
     pub attrs: Vec<(String, AttrValue)>,
-    /// The distinct attribute lists of the plate-MJD's datasets; records point into it (index 0 is
-    /// always the empty list).
+    /// The distinct attribute lists of the plate-MJD's per-fiber datasets (v1 output); records
+    /// point into it (index 0 is always the empty list).
     pub attr_sets: Vec<Vec<(String, AttrValue)>>,
-    pub tables: Vec<TableMeta>,
+    pub groups: Vec<GroupSpec>,
+    pub datasets: Vec<DatasetSpec>,
 }
 
 #[cfg(test)]

@@ -148,6 +148,7 @@ pub struct Creator {
     scalar: Hid,
     spaces: HashMap<Vec<u64>, Hid>,
     types: Vec<Hid>,
+    type_ids: HashMap<Vec<u8>, TypeId>,
     attr_types: [Datatype; 4],
 }
 
@@ -194,6 +195,7 @@ impl Creator {
                 scalar,
                 spaces: HashMap::new(),
                 types: Vec::new(),
+                type_ids: HashMap::new(),
                 attr_types: [
                     a.map_err(err)?,
                     b.map_err(err)?,
@@ -206,8 +208,13 @@ impl Creator {
 
     /// Registers a datatype from its encoded form.
     pub fn add_type(&mut self, encoded: &[u8]) -> Result<TypeId> {
+        if let Some(t) = self.type_ids.get(encoded) {
+            return Ok(*t);
+        }
         self.types.push(decode_type(encoded)?);
-        Ok(TypeId(self.types.len() - 1))
+        let t = TypeId(self.types.len() - 1);
+        self.type_ids.insert(encoded.to_vec(), t);
+        Ok(t)
     }
 
     /// Registers the datatype of a compound record type.

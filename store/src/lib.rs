@@ -4,9 +4,11 @@
 pub mod attrs;
 pub mod fast;
 pub mod raw;
+pub mod reader;
 pub mod records;
 pub mod table;
 pub mod tuning;
+pub mod v2;
 
 pub use attrs::AttrValue;
 pub use records::{CoaddRecord, ExposureColumns, ExposureField, FieldSet};

@@ -25,6 +25,49 @@ pub struct CoaddRecord {
     pub model: f32,
 }
 
+/// The fields of a coadd record in store order, and whether each is an integer (the masks): the
+/// names of the v1 compound fields and of the v2 arrays.
+pub const COADD_FIELDS: [(&str, bool); 8] = [
+    ("WAVE", false),
+    ("FLUX", false),
+    ("IVAR", false),
+    ("AND_MASK", true),
+    ("OR_MASK", true),
+    ("WAVEDISP", false),
+    ("SKY", false),
+    ("MODEL", false),
+];
+
+impl CoaddRecord {
+    /// The eight fields as raw 4-byte values, in [`COADD_FIELDS`] order.
+    pub fn to_bits(&self) -> [u32; 8] {
+        [
+            self.wave.to_bits(),
+            self.flux.to_bits(),
+            self.ivar.to_bits(),
+            self.and_mask as u32,
+            self.or_mask as u32,
+            self.wavedisp.to_bits(),
+            self.sky.to_bits(),
+            self.model.to_bits(),
+        ]
+    }
+
+    /// The inverse of [`CoaddRecord::to_bits`].
+    pub fn from_bits(b: [u32; 8]) -> Self {
+        Self {
+            wave: f32::from_bits(b[0]),
+            flux: f32::from_bits(b[1]),
+            ivar: f32::from_bits(b[2]),
+            and_mask: b[3] as i32,
+            or_mask: b[4] as i32,
+            wavedisp: f32::from_bits(b[5]),
+            sky: f32::from_bits(b[6]),
+            model: f32::from_bits(b[7]),
+        }
+    }
+}
+
 /// A field of an exposure dataset (`.../exposures/<EXPID>/<b|r>`), in store order. A dataset holds
 /// the fields its FITS HDU has: SDSS-I/II exposures have no `x` column, so their datasets have no X.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

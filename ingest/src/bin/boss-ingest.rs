@@ -38,6 +38,10 @@ struct Args {
     /// When another boss-ingest is writing the same STORE, exit 2 at once instead of waiting.
     #[arg(long)]
     no_wait: bool,
+    /// Layout of the store files: v1 (a group and a coadd dataset per fiber, H5Boss format v1) or v2
+    /// (fiber-merged: per plate-MJD one 2-D array per quantity). One store holds one layout.
+    #[arg(long, default_value = "v1", value_name = "v1|v2")]
+    layout: model::layout::Layout,
     /// Print a machine-readable summary on stdout.
     #[arg(long)]
     json: bool,
@@ -88,6 +92,7 @@ fn run(args: &Args, job: &Job) -> u8 {
         rebuild_catalog: args.rebuild_catalog,
         fail_fast: args.fail_fast,
         wait: !args.no_wait,
+        layout: args.layout,
     };
     let bar: OnceLock<ProgressBar> = OnceLock::new();
     let ranks = job.size() as u64;

@@ -67,6 +67,10 @@ struct Args {
     /// copy_file_range) or all together (collective MPI-IO).
     #[arg(long, value_enum, default_value = "independent")]
     io: IoMode,
+    /// Layout of the HDF5 output: v1 (a group and a coadd dataset per fiber) or v2 (fiber-merged
+    /// 2-D arrays per plate-MJD); default: the store's. A query between layouts converts.
+    #[arg(long, value_name = "v1|v2")]
+    layout: Option<model::layout::Layout>,
     /// Replace outputs that exist.
     #[arg(long)]
     force: bool,
@@ -94,6 +98,7 @@ impl Args {
             parquet: self.parquet.clone(),
             columns: self.columns.clone(),
             io: self.io,
+            layout: self.layout,
             force: self.force,
         }
     }

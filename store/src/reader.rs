@@ -1,0 +1,106 @@
+//! Reading the spectra of one store file in either layout: which fibers it has (with their pixel
+//! and exposure counts) and their coadds as v1 records.
+
+use std::collections::BTreeMap;
+
+use model::layout::{self, Layout};
+use model::PlateMjd;
+
+use crate::attrs::read_str_attr;
+use crate::v2;
+use crate::CoaddRecord;
+
+/// The layout of an open store file (None for a file that is not one of ours).
+pub fn layout_of(file: &hdf5::File) -> Option<Layout> {
+    read_str_attr(file, layout::FORMAT_ATTR).and_then(|f| Layout::from_format(&f))
+}
+
+/// One fiber of a store file: its coadd's pixel count and its number of exposures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FiberEntry {
+    pub fiber: i32,
+    pub npix: usize,
+    pub nexp: usize,
+}
+
+/// The fibers of the plate-MJD `pm` in a store file, sorted.
+pub fn inventory(file: &hdf5::File, pm: PlateMjd) -> hdf5::Result<Vec<FiberEntry>> {
+    let group = file.group(&layout::plate_mjd_group(pm))?;
+    match layout_of(file) {
+        Some(Layout::V2) => {
+            let Some(c) = v2::read_coadds(&group)? else {
+                return Ok(Vec::new());
+            };
+            let mut nexp: BTreeMap<i32, std::collections::BTreeSet<u32>> = BTreeMap::new();
+            for ((expid, _), e) in v2::read_exposures(&group)? {
+                for f in e.fiberid {
+                    nexp.entry(f).or_default().insert(expid);
+                }
+            }
+            Ok(c.fiberid
+                .iter()
+                .zip(&c.npix)
+                .map(|(&fiber, &n)| FiberEntry {
+                    fiber,
+                    npix: n as usize,
+                    nexp: nexp.get(&fiber).map_or(0, |s| s.len()),
+                })
+                .collect())
+        }
+        _ => {
+            let mut fibers: Vec<i32> = group
+                .member_names()?
+                .iter()
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            fibers.sort_unstable();
+            let mut out = Vec::with_capacity(fibers.len());
+            for fiber in fibers {
+                let Ok(coadd) = file.dataset(&layout::coadd_path(pm, fiber)) else {
+                    continue;
+                };
+                let nexp = file
+                    .group(&layout::exposures_group(pm, fiber))
+                    .and_then(|g| g.member_names())
+                    .map_or(0, |m| m.len());
+                out.push(FiberEntry {
+                    fiber,
+                    npix: coadd.size(),
+                    nexp,
+                });
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// The coadds of these fibers (sorted) of the plate-MJD `pm`, as v1 records, in the given order.
+pub fn coadds(
+    file: &hdf5::File,
+    pm: PlateMjd,
+    fibers: &[i32],
+) -> hdf5::Result<Vec<Vec<CoaddRecord>>> {
+    match layout_of(file) {
+        Some(Layout::V2) => {
+            let group = file.group(&layout::plate_mjd_group(pm))?;
+            let c = v2::read_coadds(&group)?.unwrap_or_default();
+            let rows: BTreeMap<i32, usize> =
+                c.fiberid.iter().enumerate().map(|(r, &f)| (f, r)).collect();
+            fibers
+                .iter()
+                .map(|f| {
+                    rows.get(f).map(|&r| c.row(r)).ok_or_else(|| {
+                        format!("fiber {f} is not in {}", layout::coadds_group(pm)).into()
+                    })
+                })
+                .collect()
+        }
+        _ => fibers
+            .iter()
+            .map(|&f| {
+                file.dataset(&layout::coadd_path(pm, f))?
+                    .read_raw::<CoaddRecord>()
+            })
+            .collect(),
+    }
+}
