@@ -230,7 +230,7 @@ fn convert(task: &Task, sources: &mut Sources) -> Result<Vec<(u64, Vec<u8>)>> {
 }
 
 /// The padding of field `f` in column `j` of a converted row.
-fn pad_value(pad: &Pad, f: usize, j: u64) -> u32 {
+pub(crate) fn pad_value(pad: &Pad, f: usize, j: u64) -> u32 {
     match pad {
         Pad::Coadd { index0 } => match store::records::COADD_FIELDS[f] {
             ("WAVE", _) => store::v2::grid_wave(index0 + j as i64).to_bits(),

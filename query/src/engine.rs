@@ -1,6 +1,7 @@
 //! The parallel subset engine:
-//! 1. scan — each rank opens its share of the store files and describes what it finds as compact
-//!    records (with the byte offset of each dataset's data);
+//! 1. scan — each rank opens its share of the plate-MJDs (their store files, and an old subset
+//!    being brought up to date) and describes what it finds as compact records (with the byte
+//!    offset of each dataset's data) and per-plate descriptions;
 //! 2. exchange — one `MPI_Allgatherv` of the records; the per-plate descriptions go to rank 0;
 //! 3. create — rank 0 alone makes the whole output with the serial HDF5 driver (every object once,
 //!    datasets allocated at creation) and broadcasts where each dataset's bytes go;
@@ -25,7 +26,7 @@ use crate::copy::{coalesce, copy_collective, copy_independent, CopyOp, Method, T
 use crate::create::{create_output, Offsets};
 use crate::error::{QueryError, Result};
 use crate::records::{DatasetRecord, PlateMeta};
-use crate::scan::{file_layout, list_store, scan_file, Fill, Scanned};
+use crate::scan::{fibers_in, file_layout, list_store, scan_plate, Piece, PlateSources, Scanned};
 
 /// How ranks write the output's data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -43,8 +44,11 @@ pub struct QueryOptions {
     pub fibers: Vec<FiberId>,
     pub output: PathBuf,
     pub io: IoMode,
-    /// The layout of the output (None: the store's).
+    /// The layout of the output (None: the store's, or the old subset's when one is reused).
     pub layout: Option<Layout>,
+    /// An old subset whose fibers are taken from it rather than from the store (`--update`,
+    /// `--add`): it may be the output itself, which is replaced only when the new one is complete.
+    pub reuse: Option<PathBuf>,
 }
 
 /// Seconds spent in each phase, the maximum over ranks.
@@ -70,9 +74,8 @@ pub struct QueryReport {
     pub phases: Phases,
 }
 
-/// A scanned store file of this rank.
+/// A scanned plate-MJD of this rank.
 struct Mine {
-    source: u32,
     pm: PlateMjd,
     scanned: Scanned,
 }
@@ -82,6 +85,9 @@ struct Mine {
 fn output_layout(opts: &QueryOptions, files: &[crate::scan::StoreFile]) -> Result<Layout> {
     if let Some(l) = opts.layout {
         return Ok(l);
+    }
+    if let Some(old) = &opts.reuse {
+        return file_layout(old);
     }
     let wanted: BTreeSet<PlateMjd> = opts.fibers.iter().map(|f| f.plate_mjd()).collect();
     match files
@@ -101,9 +107,25 @@ pub fn run_query(job: &Job, opts: &QueryOptions) -> Result<QueryReport> {
     // Scan.
     let t = Instant::now();
     let files = list_store(&opts.store)?;
-    let sources: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+    let mut sources: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+    sources.extend(opts.reuse.iter().cloned());
     let layout = agree(job, output_layout(opts, &files))?;
-    let scanned = agree(job, scan_phase(job, opts, &files, layout))?;
+    let old = match &opts.reuse {
+        Some(path) => {
+            let listed = job
+                .is_root()
+                .then(|| fibers_in(path).map_err(|e| e.to_string()));
+            let listed: std::result::Result<Vec<(PlateMjd, Vec<i32>)>, String> =
+                job.broadcast(listed.map(|r| r.map(|m| m.into_iter().collect())).as_ref())?;
+            match listed {
+                Ok(l) => l.into_iter().collect(),
+                Err(e) if job.is_root() => return Err(QueryError::Invalid(e)),
+                Err(_) => return Err(QueryError::OtherRank),
+            }
+        }
+        None => std::collections::BTreeMap::new(),
+    };
+    let scanned = agree(job, scan_phase(job, opts, &files, &sources, &old, layout))?;
     phases.scan = t.elapsed().as_secs_f64();
 
     // Exchange.
@@ -234,39 +256,59 @@ fn copy_method() -> Method {
     }
 }
 
-/// Opens this rank's share of the store files that hold requested plate-MJDs.
+/// Scans this rank's share of the requested plate-MJDs: each from its store file, and the fibers an
+/// old subset already holds from that subset.
 fn scan_phase(
     job: &Job,
     opts: &QueryOptions,
     files: &[crate::scan::StoreFile],
+    sources: &[PathBuf],
+    old: &std::collections::BTreeMap<PlateMjd, Vec<i32>>,
     layout: Layout,
 ) -> Result<Vec<Mine>> {
-    let mut wanted: HashMap<PlateMjd, Vec<i32>> = HashMap::new();
+    let mut wanted: std::collections::BTreeMap<PlateMjd, Vec<i32>> = Default::default();
     for f in &opts.fibers {
         wanted.entry(f.plate_mjd()).or_default().push(f.fiber);
     }
-    let relevant: Vec<(u32, usize)> = files
+    let store_index: HashMap<PlateMjd, usize> =
+        files.iter().enumerate().map(|(i, f)| (f.pm, i)).collect();
+    let reuse = files.len() as u32;
+    let mut plates: Vec<PlateSources> = Vec::new();
+    for (pm, mut fibers) in wanted {
+        fibers.sort_unstable();
+        let had: std::collections::HashSet<i32> = old
+            .get(&pm)
+            .map(|v| v.iter().copied().collect())
+            .unwrap_or_default();
+        let (kept, new): (Vec<i32>, Vec<i32>) = fibers.into_iter().partition(|f| had.contains(f));
+        let mut plate = PlateSources {
+            pm,
+            sources: Vec::new(),
+        };
+        if let Some(&i) = store_index.get(&pm) {
+            if !new.is_empty() {
+                plate.sources.push((i as u32, sources[i].as_path(), new));
+            }
+        }
+        if !kept.is_empty() {
+            plate
+                .sources
+                .push((reuse, sources[reuse as usize].as_path(), kept));
+        }
+        if !plate.sources.is_empty() {
+            plates.push(plate);
+        }
+    }
+    let weights: Vec<u64> = plates
         .iter()
-        .enumerate()
-        .filter(|(_, f)| wanted.contains_key(&f.pm))
-        .map(|(i, f)| (i as u32, wanted[&f.pm].len()))
+        .map(|p| p.sources.iter().map(|s| s.2.len() as u64).sum())
         .collect();
-    let weights: Vec<u64> = relevant.iter().map(|&(_, n)| n as u64).collect();
     let owner = partition_by_weight(&weights, job.size());
-    relevant
+    plates
         .iter()
         .zip(owner)
         .filter(|(_, o)| *o == job.rank())
-        .map(|(&(i, _), _)| {
-            let f = &files[i as usize];
-            let mut fibers = wanted[&f.pm].clone();
-            fibers.sort_unstable();
-            scan_file(f, i, &fibers, layout).map(|scanned| Mine {
-                source: i,
-                pm: f.pm,
-                scanned,
-            })
-        })
+        .map(|(p, _)| scan_plate(p, layout).map(|scanned| Mine { pm: p.pm, scanned }))
         .collect()
 }
 
@@ -277,23 +319,23 @@ fn offsets_plates(job: &Job, metas: &Option<Vec<PlateMeta>>) -> Result<Vec<Plate
 }
 
 /// What this rank writes: its per-fiber datasets (copied, or gathered from v2 rows), and for its
-/// plate-MJDs the rows of every table and array (copied, in memory, or converted).
+/// plate-MJDs every table and array piece (copied, in memory, or converted).
 fn tasks(
     mine: &[Mine],
     records: &[DatasetRecord],
     offsets: &Offsets,
     metas_pm: &[PlateMjd],
 ) -> Vec<Task> {
-    let by_source: HashMap<u32, &Mine> = mine.iter().map(|m| (m.source, m)).collect();
+    let by_pm: HashMap<PlateMjd, &Mine> = mine.iter().map(|m| (m.pm, m)).collect();
     let mut tasks: Vec<Task> = Vec::new();
     for (r, dst) in records.iter().zip(&offsets.datasets) {
-        let (Some(m), Some(dst)) = (by_source.get(&r.source), dst) else {
+        let (Some(m), Some(dst)) = (by_pm.get(&r.plate_mjd()), dst) else {
             continue;
         };
         let key = (r.fiber, r.expid, r.kind);
         tasks.push(match m.scanned.gathers.get(&key) {
-            Some(srcs) => Task::Gather {
-                source: r.source,
+            Some((source, srcs)) => Task::Gather {
+                source: *source,
                 srcs: srcs.clone(),
                 len: r.len,
                 dst: *dst,
@@ -307,30 +349,29 @@ fn tasks(
         });
     }
     for m in mine {
-        let Some(meta) = &m.scanned.meta else {
-            continue;
-        };
-        let Ok(i) = metas_pm.binary_search(&meta.pm) else {
+        let Ok(i) = metas_pm.binary_search(&m.pm) else {
             continue;
         };
         let offs = &offsets.plates[i];
-        for (fill, dst) in m.scanned.fills.iter().zip(offs) {
+        for (pieces, dst) in m.scanned.fills.iter().zip(offs) {
             let Some(dst) = *dst else { continue };
-            match fill {
-                Fill::Runs { row_bytes, runs } => tasks.extend(runs.iter().map(|run| {
-                    Task::Copy(CopyOp {
-                        source: m.source,
-                        src: run.src,
-                        dst: dst + run.out_row * row_bytes,
-                        len: run.rows * row_bytes,
-                    })
-                })),
-                Fill::Bytes(bytes) => tasks.push(Task::Bytes {
-                    dst,
-                    bytes: bytes.clone(),
+            tasks.extend(pieces.iter().map(|p| match p {
+                Piece::Copy {
+                    source,
+                    src,
+                    at,
+                    len,
+                } => Task::Copy(CopyOp {
+                    source: *source,
+                    src: *src,
+                    dst: dst + at,
+                    len: *len,
                 }),
-                Fill::Spreads => {}
-            }
+                Piece::Bytes { at, bytes } => Task::Bytes {
+                    dst: dst + at,
+                    bytes: bytes.clone(),
+                },
+            }));
         }
         for sp in &m.scanned.spreads {
             let dsts: Option<Vec<u64>> = sp
@@ -340,7 +381,7 @@ fn tasks(
                 .collect();
             if let Some(dsts) = dsts {
                 tasks.push(Task::Spread {
-                    source: m.source,
+                    source: sp.source,
                     src: sp.src,
                     len: sp.len,
                     width: sp.width,

@@ -55,6 +55,19 @@ pub struct Request {
     /// The layout of the HDF5 output (None: the store's).
     pub layout: Option<model::layout::Layout>,
     pub force: bool,
+    /// Bring an existing output up to date instead of writing a new one.
+    pub keep: Option<Keep>,
+}
+
+/// How an existing subset is brought up to date (its fibers are copied from it, not read from the
+/// store again; the new file replaces it only when complete).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Keep {
+    /// The subset ends up holding exactly the new selection.
+    Update,
+    /// The new selection is added to what the subset holds.
+    Add,
 }
 
 /// The outcome, on every rank (`--json` prints it).
@@ -76,6 +89,10 @@ pub struct Summary {
     pub phases: Option<Phases>,
     pub export: Option<ExportReport>,
     pub seconds: f64,
+    /// With --update/--add: fibers copied from the old subset, read from the store, dropped.
+    pub kept: usize,
+    pub added: usize,
+    pub dropped: usize,
     /// Peak resident memory of each rank, MiB.
     pub peak_rss_mb: Vec<f64>,
     pub output: Option<String>,
@@ -154,7 +171,14 @@ impl Request {
             if seen.contains(&r) {
                 return invalid(format!("{}: given as two outputs", out.display()));
             }
-            if r.exists() && !self.force {
+            if self.keep.is_some() && Some(out) == self.output.as_ref() {
+                if !r.is_file() {
+                    return invalid(format!(
+                        "{}: --update and --add need an existing output to bring up to date",
+                        out.display()
+                    ));
+                }
+            } else if r.exists() && !self.force {
                 return invalid(format!(
                     "{}: exists (use --force to replace it)",
                     out.display()
@@ -167,6 +191,28 @@ impl Request {
 
     fn exporting(&self) -> bool {
         self.arrow.is_some() || self.parquet.is_some()
+    }
+}
+
+/// The fibers an existing output holds (rank 0 reads it, every rank gets the list).
+fn old_fibers(job: &Job, output: &Path) -> Result<Vec<FiberId>> {
+    let listed = job.is_root().then(|| {
+        crate::scan::fibers_in(output)
+            .map(|m| {
+                m.into_iter()
+                    .flat_map(|(pm, f)| {
+                        f.into_iter()
+                            .map(move |f| FiberId::new(pm.plate, pm.mjd, f).key())
+                    })
+                    .collect::<Vec<i64>>()
+            })
+            .map_err(|e| e.to_string())
+    });
+    let listed: std::result::Result<Vec<i64>, String> = job.broadcast(listed.as_ref())?;
+    match listed {
+        Ok(keys) => Ok(keys.into_iter().map(FiberId::from_key).collect()),
+        Err(e) if job.is_root() => Err(QueryError::Invalid(e)),
+        Err(_) => Err(QueryError::OtherRank),
     }
 }
 
@@ -228,6 +274,9 @@ pub fn run(job: &Job, req: &Request) -> Result<Summary> {
         phases: None,
         export: None,
         seconds: 0.0,
+        kept: 0,
+        added: 0,
+        dropped: 0,
         peak_rss_mb: Vec::new(),
         output: req.output.as_ref().map(|o| o.display().to_string()),
         warnings,
@@ -238,12 +287,29 @@ pub fn run(job: &Job, req: &Request) -> Result<Summary> {
         summary.listing = Some(list_csv(subset.as_ref().expect("--list reads the catalog")));
     } else {
         if let Some(output) = &req.output {
+            let mut fibers = fibers.clone();
+            if let Some(keep) = req.keep {
+                let old = old_fibers(job, output)?;
+                let new: HashSet<FiberId> = fibers.iter().copied().collect();
+                summary.kept = old.iter().filter(|f| new.contains(f)).count();
+                summary.added = new.len() - summary.kept;
+                summary.dropped = match keep {
+                    Keep::Update => old.len() - summary.kept,
+                    Keep::Add => 0,
+                };
+                if keep == Keep::Add {
+                    let mut all: std::collections::BTreeSet<FiberId> = new.into_iter().collect();
+                    all.extend(old);
+                    fibers = all.into_iter().collect();
+                }
+            }
             let opts = QueryOptions {
                 store: req.store.clone(),
-                fibers: fibers.clone(),
+                fibers,
                 output: output.clone(),
                 io: req.io,
                 layout: req.layout,
+                reuse: req.keep.map(|_| output.clone()),
             };
             let r: QueryReport = run_query(job, &opts)?;
             if subset.is_none() {

@@ -11,7 +11,7 @@ use clap::Parser;
 use query::engine::IoMode;
 use query::error::QueryError;
 use query::export::SpectralColumn;
-use query::job::{Filters, Request, Summary};
+use query::job::{Filters, Keep, Request, Summary};
 use ranks::Job;
 
 /// Select fibers from a BOSS store and copy them (coadd, exposures, and the matching rows of plugmap,
@@ -74,6 +74,14 @@ struct Args {
     /// Replace outputs that exist.
     #[arg(long)]
     force: bool,
+    /// Bring the existing -o OUT.h5 up to date: it ends up holding exactly this selection (fibers
+    /// it has are copied from it, new ones read from the store, the others dropped). The new file
+    /// replaces the old one only when complete.
+    #[arg(long, conflicts_with = "add")]
+    update: bool,
+    /// Add this selection to the existing -o OUT.h5 (what it has is kept).
+    #[arg(long)]
+    add: bool,
     /// Print a JSON summary on stdout.
     #[arg(long)]
     json: bool,
@@ -100,6 +108,11 @@ impl Args {
             io: self.io,
             layout: self.layout,
             force: self.force,
+            keep: match (self.update, self.add) {
+                (true, _) => Some(Keep::Update),
+                (_, true) => Some(Keep::Add),
+                _ => None,
+            },
         }
     }
 }
