@@ -220,6 +220,12 @@ fn old_fibers(job: &Job, output: &Path) -> Result<Vec<FiberId>> {
 pub fn run(job: &Job, req: &Request) -> Result<Summary> {
     let start = Instant::now();
     req.validate()?;
+    if job.is_root() {
+        // Temporary files of runs that were killed (SIGKILL leaves them) beside the outputs.
+        for out in req.outputs() {
+            model::atomic::remove_stale_temp_files(model::atomic::parent_dir(out));
+        }
+    }
     let list: Option<FiberList> = req.fibers.as_deref().map(read_fiber_list).transpose()?;
     let selection = Selection {
         fibers: list
