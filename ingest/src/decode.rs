@@ -191,18 +191,19 @@ impl PlateImages {
             .collect()
     }
 
-    /// The images as raw 4-byte values in coadd field order (WAVE: the first row's grid).
-    pub fn fields(&self) -> [&[u32]; 8] {
-        use bytemuck::cast_slice as bits;
+    /// The images as raw 4-byte values in coadd field order, taken without a copy (WAVE: the one
+    /// grid row, which the v2 layout repeats itself).
+    pub fn into_fields(self) -> [Vec<u32>; 8] {
+        use bytemuck::cast_vec as bits;
         [
-            bits(&self.wave),
-            bits(&self.flux),
-            bits(&self.ivar),
-            bits(&self.and_mask),
-            bits(&self.or_mask),
-            bits(&self.wavedisp),
-            bits(&self.sky),
-            bits(&self.model),
+            bits(self.wave),
+            bits(self.flux),
+            bits(self.ivar),
+            bits(self.and_mask),
+            bits(self.or_mask),
+            bits(self.wavedisp),
+            bits(self.sky),
+            bits(self.model),
         ]
     }
 }

@@ -516,7 +516,7 @@ impl Fits {
 
     /// The current image HDU as (rows, columns) and its values converted to the requested type,
     /// read in blocks (the size was checked against the file in [`Fits::select`]).
-    fn image<T: Default + Clone>(&mut self, datatype: c_int) -> Result<(Vec<T>, usize, usize)> {
+    fn image<T: Copy>(&mut self, datatype: c_int) -> Result<(Vec<T>, usize, usize)> {
         let label = self.hdu_label();
         let mut bitpix: c_int = 0;
         let mut naxis: c_int = 0;
@@ -548,13 +548,16 @@ impl Fits {
             value: rows.to_string(),
             why: "the image size overflows",
         })?;
-        let mut data: Vec<T> = Vec::with_capacity(total.min(READ_BLOCK));
+        // The size was checked against the file in `select`: allocate once, read in blocks into
+        // the spare capacity, and count an element only once cfitsio has written it.
+        let mut data: Vec<T> = Vec::with_capacity(total);
         while data.len() < total {
-            let n = (total - data.len()).min(READ_BLOCK);
             let first = data.len();
-            data.resize(first + n, T::default());
+            let n = (total - first).min(READ_BLOCK);
             let mut anynul = 0;
-            // SAFETY: data[first..] holds n elements of the requested type; no null substitution.
+            // SAFETY: the spare capacity holds at least n elements of the requested type; cfitsio
+            // writes all n (no null substitution) or reports an error, and only then is the length
+            // extended.
             unsafe {
                 sys::ffgpv(
                     self.raw(),
@@ -562,12 +565,14 @@ impl Fits {
                     first as i64 + 1,
                     n as i64,
                     std::ptr::null_mut(),
-                    data[first..].as_mut_ptr().cast(),
+                    data.spare_capacity_mut().as_mut_ptr().cast(),
                     &mut anynul,
                     &mut status,
                 )
             };
             check(status, || format!("{label}: cannot read image"))?;
+            // SAFETY: the n elements after the old length were just written by cfitsio.
+            unsafe { data.set_len(first + n) };
         }
         Ok((data, rows, cols))
     }

@@ -542,7 +542,19 @@ impl StoreWriter {
                 }
                 self.write_v1(&tmp, pm, &batch)?
             }
-            Layout::V2 => self.write_v2(&tmp, pm, &batch, state)?,
+            Layout::V2 => {
+                let replaced = batch.replace.len();
+                let added = self.write_v2(&tmp, pm, batch, state)?;
+                let bytes_written = fs::metadata(&tmp).map(|m| m.len()).unwrap_or(0);
+                w.commit()
+                    .map_err(|e| io("cannot put the file into place", e))?;
+                return Ok(WriteOutcome {
+                    written: true,
+                    fibers_added: added,
+                    coadds_replaced: replaced,
+                    bytes_written,
+                });
+            }
         };
         let bytes_written = fs::metadata(&tmp).map(|m| m.len()).unwrap_or(0);
         w.commit()
@@ -634,7 +646,7 @@ impl StoreWriter {
         &self,
         path: &Path,
         pm: PlateMjd,
-        batch: &Batch,
+        mut batch: Batch,
         state: StoreState,
     ) -> Result<usize, StoreError> {
         let h5 = |source| StoreError::Hdf5 {
@@ -648,13 +660,13 @@ impl StoreWriter {
             .filter(|f| !batch.replace.contains(f))
             .count();
         let coadds =
-            v2_coadds(&old_arrays.coadds, batch).map_err(|(fiber, e)| StoreError::Grid {
+            v2_coadds(&old_arrays.coadds, &mut batch).map_err(|(fiber, e)| StoreError::Grid {
                 path: path.to_path_buf(),
                 fiber,
                 source: e,
             })?;
         let exposures =
-            v2_exposures(old_arrays.exposures, batch).map_err(|e| StoreError::Grid {
+            v2_exposures(old_arrays.exposures, &batch).map_err(|e| StoreError::Grid {
                 path: path.to_path_buf(),
                 fiber: 0,
                 source: e,
@@ -671,13 +683,14 @@ impl StoreWriter {
         let file = self.open_or_create(path).map_err(h5)?;
         let group = ensure_group(&file, &layout::plate_mjd_group(pm)).map_err(h5)?;
         if batch.header.is_some() {
-            write_header(&group, batch).map_err(h5)?;
+            write_header(&group, &batch).map_err(h5)?;
         } else if let Some(g) = &old_group {
             store::attrs::create_attrs(&group, &read_attrs(g).map_err(h5)?).map_err(h5)?;
         }
         v2::write_coadds(&group, &coadds).map_err(h5)?;
+        drop(coadds);
         v2::write_exposures(&group, &exposures).map_err(h5)?;
-        merge_tables(path, &group, old_group.as_ref(), batch)?;
+        merge_tables(path, &group, old_group.as_ref(), &batch)?;
         Ok(added)
     }
 }
@@ -745,19 +758,36 @@ fn merge_tables(
 /// one spPlate alone go in as its images.
 fn v2_coadds(
     old: &store::v2::CoaddArrays,
-    batch: &Batch,
+    batch: &mut Batch,
 ) -> Result<store::v2::CoaddArrays, (i32, store::v2::GridError)> {
     let kept_old: Vec<usize> = (0..old.rows())
         .filter(|&r| !batch.replace.contains(&old.fiberid[r]))
         .collect();
     if kept_old.is_empty() {
         if let Some(p) = whole_plate(batch) {
+            let (coeff0, coeff1, npix, fibers) = (p.coeff0, p.coeff1, p.npix, p.fibers.clone());
+            // The batch's rows all point into these images; once they are let go, the images
+            // are taken as they are.
+            let p = p.clone();
+            batch.coadds.clear();
+            let images = Arc::try_unwrap(p).unwrap_or_else(|shared| PlateImages {
+                fibers: shared.fibers.clone(),
+                wave: shared.wave.clone(),
+                flux: shared.flux.clone(),
+                ivar: shared.ivar.clone(),
+                and_mask: shared.and_mask.clone(),
+                or_mask: shared.or_mask.clone(),
+                wavedisp: shared.wavedisp.clone(),
+                sky: shared.sky.clone(),
+                model: shared.model.clone(),
+                ..*shared
+            });
             return store::v2::CoaddArrays::from_images(
-                p.coeff0,
-                p.coeff1,
-                p.npix,
-                &p.fibers,
-                p.fields(),
+                coeff0,
+                coeff1,
+                npix,
+                &fibers,
+                images.into_fields(),
             )
             .map_err(|e| (0, e));
         }

@@ -28,18 +28,19 @@ pub fn inventory(file: &hdf5::File, pm: PlateMjd) -> hdf5::Result<Vec<FiberEntry
     let group = file.group(&layout::plate_mjd_group(pm))?;
     match layout_of(file) {
         Some(Layout::V2) => {
-            let Some(c) = v2::read_coadds(&group)? else {
+            if !group.link_exists(layout::COADDS) {
                 return Ok(Vec::new());
-            };
+            }
+            let (fiberid, npix) = v2::read_index(&group.group(layout::COADDS)?)?;
             let mut nexp: BTreeMap<i32, std::collections::BTreeSet<u32>> = BTreeMap::new();
-            for ((expid, _), e) in v2::read_exposures(&group)? {
-                for f in e.fiberid {
+            for ((expid, _), fibers) in v2::exposure_fibers(&group)? {
+                for f in fibers {
                     nexp.entry(f).or_default().insert(expid);
                 }
             }
-            Ok(c.fiberid
+            Ok(fiberid
                 .iter()
-                .zip(&c.npix)
+                .zip(&npix)
                 .map(|(&fiber, &n)| FiberEntry {
                     fiber,
                     npix: n as usize,

@@ -144,14 +144,15 @@ impl CoaddArrays {
         Ok(a)
     }
 
-    /// Coadds straight from an spPlate's images: `images[f]` is the rows × width image of coadd
-    /// field `f` (WAVE ignored: computed from the grid), `fibers[row]` the fiber of each image row.
+    /// Coadds straight from an spPlate's images, taken as they are (no copy when the rows are
+    /// already sorted): `images[f]` is the rows × width image of coadd field `f` as raw 4-byte
+    /// values (WAVE is made from the grid), `fibers[row]` the fiber of each image row.
     pub fn from_images(
         coeff0: f64,
         coeff1: f64,
         width: usize,
         fibers: &[i32],
-        images: [&[u32]; 8],
+        images: [Vec<u32>; 8],
     ) -> Result<Self, GridError> {
         if (coeff1 - COEFF1).abs() > 1e-12 {
             return Err(GridError::Step(coeff1));
@@ -167,17 +168,19 @@ impl CoaddArrays {
         let wave_row: Vec<u32> = (0..width as i64)
             .map(|j| grid_wave(index0 + j).to_bits())
             .collect();
-        let fields = (0..8)
-            .map(|f| {
+        let fields = images
+            .into_iter()
+            .enumerate()
+            .map(|(f, image)| {
                 if f == 0 {
                     return wave_row.repeat(fibers.len());
                 }
                 if sorted {
-                    return images[f].to_vec();
+                    return image;
                 }
-                let mut v = Vec::with_capacity(images[f].len());
+                let mut v = Vec::with_capacity(image.len());
                 for &r in &order {
-                    v.extend_from_slice(&images[f][r * width..(r + 1) * width]);
+                    v.extend_from_slice(&image[r * width..(r + 1) * width]);
                 }
                 v
             })
@@ -459,6 +462,35 @@ fn read_i32s(g: &Group, name: &str) -> hdf5::Result<Vec<i32>> {
         .into_iter()
         .map(|v| v as i32)
         .collect())
+}
+
+/// The FIBERID and NPIX arrays of a v2 group (cheap: no pixels read).
+pub fn read_index(g: &Group) -> hdf5::Result<(Vec<i32>, Vec<i32>)> {
+    Ok((read_i32s(g, layout::FIBERID)?, read_i32s(g, layout::NPIX)?))
+}
+
+/// The fibers of each exposure group of a plate-MJD group (cheap: no pixels read).
+pub fn exposure_fibers(plate: &Group) -> hdf5::Result<BTreeMap<(u32, Arm), Vec<i32>>> {
+    let mut out = BTreeMap::new();
+    if !plate.link_exists(layout::EXPOSURES) {
+        return Ok(out);
+    }
+    let top = plate.group(layout::EXPOSURES)?;
+    for name in top.member_names()? {
+        let Ok(expid) = name.parse::<u32>() else {
+            continue;
+        };
+        let eg = top.group(&name)?;
+        for arm in [Arm::Blue, Arm::Red] {
+            if eg.link_exists(arm.name()) {
+                out.insert(
+                    (expid, arm),
+                    read_i32s(&eg.group(arm.name())?, layout::FIBERID)?,
+                );
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Reads the coadds group of a plate-MJD group (None when there is none).
