@@ -11,3 +11,5 @@ echo "== benchmark smoke test (tiny scale, no timing assertions)"
 bench/run --scale tiny --out target/bench-smoke
 echo "== end-to-end tests (pytest)"
 .venv/bin/python -m pytest tests -q
+echo "== fuzz smoke run (20 s per target; crashes fail the run)"
+scripts/fuzz.sh 20

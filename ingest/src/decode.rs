@@ -8,8 +8,8 @@ use model::{FiberId, KeyError, PlateMjd};
 use store::records::wave_from_loglam;
 use store::{AttrValue, CoaddRecord, ExposureColumns, ExposureField, FieldSet, Table, TableError};
 
-use crate::fits::{Fits, FitsError, HduKind};
 use crate::names::{col, hdu, key};
+use fitsread::{Fits, FitsError, HduKind};
 
 /// The kinds of input file the ingest understands.
 #[derive(

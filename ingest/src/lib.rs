@@ -3,7 +3,6 @@
 
 pub mod catalog_sync;
 pub mod decode;
-pub mod fits;
 pub mod job;
 pub mod lock;
 pub mod names;

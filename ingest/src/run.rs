@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::decode::{
     decode_companion, decode_plate, decode_spec, Contribution, InputError, InputKind, SpAllIndex,
 };
-use crate::fits::{cfitsio_guard, Fits};
 use crate::plan::{Failure, InputFile, Unit};
 use crate::writer::{Batch, Conflict, StoreError, StoreState, StoreWriter};
+use fitsread::{cfitsio_guard, Fits};
 
 /// Counters of one rank (summed over ranks for the summary).
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]

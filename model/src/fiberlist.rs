@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::key::{FiberId, KeyError};
+use crate::table_text::{read_text, records};
 
 /// A problem with a fiber list, naming the line.
 #[derive(Debug, thiserror::Error)]
@@ -45,96 +46,8 @@ pub struct FiberList {
 
 /// Reads and parses a list file.
 pub fn read_fiber_list(path: &Path) -> Result<FiberList, ListError> {
-    let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| ListError::Io {
-        path: name.clone(),
-        source,
-    })?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let line = e.as_bytes()[..e.utf8_error().valid_up_to()]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1;
-        ListError::Line {
-            path: name.clone(),
-            line,
-            text: String::from_utf8_lossy(e.as_bytes())
-                .lines()
-                .nth(line - 1)
-                .unwrap_or("")
-                .to_string(),
-            why: "not UTF-8 text".into(),
-        }
-    })?;
+    let (name, text) = read_text(path)?;
     parse_fiber_list(&text, &name)
-}
-
-/// How the fields of a line are separated, from the header line.
-fn delimiter(header: &str) -> Option<u8> {
-    [b',', b'\t', b';']
-        .into_iter()
-        .find(|d| header.as_bytes().contains(d))
-}
-
-/// The non-blank, non-comment lines of a list as (line number, fields), in order. Delimited files
-/// are read with one CSV reader (quoting understood); others are split on whitespace.
-fn records(text: &str, name: &str) -> Result<Vec<(usize, String, Vec<String>)>, ListError> {
-    let kept: Vec<(usize, &str)> = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim()))
-        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
-        .collect();
-    let Some(d) = kept.first().and_then(|(_, h)| delimiter(h)) else {
-        return Ok(kept
-            .iter()
-            .map(|&(n, l)| {
-                (
-                    n,
-                    l.to_string(),
-                    l.split_whitespace().map(str::to_string).collect(),
-                )
-            })
-            .collect());
-    };
-    // One CSV reader over the kept lines (a reader per line would rebuild its parser each time);
-    // record i is kept line i.
-    let filtered = kept.iter().map(|(_, l)| *l).collect::<Vec<_>>().join("\n");
-    let mut r = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .delimiter(d)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(filtered.as_bytes());
-    // A quote after a blank (`1, "2"`) is not CSV quoting: strip it by hand.
-    let unquote = |f: &str| {
-        let f = f.trim();
-        f.strip_prefix('"')
-            .and_then(|g| g.strip_suffix('"'))
-            .unwrap_or(f)
-            .to_string()
-    };
-    let original = |filtered_line: u64| {
-        kept.get((filtered_line as usize).saturating_sub(1))
-            .copied()
-            .unwrap_or((0, ""))
-    };
-    let mut out = Vec::with_capacity(kept.len());
-    for rec in r.records() {
-        let rec = rec.map_err(|e| {
-            let (line, text) = original(e.position().map_or(0, |p| p.line()));
-            ListError::Line {
-                path: name.to_string(),
-                line,
-                text: text.to_string(),
-                why: format!("not a CSV line ({e})"),
-            }
-        })?;
-        let (line, text) = original(rec.position().map_or(0, |p| p.line()));
-        out.push((line, text.to_string(), rec.iter().map(unquote).collect()));
-    }
-    Ok(out)
 }
 
 /// Parses list text; `name` is used in messages.

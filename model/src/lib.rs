@@ -5,5 +5,6 @@ pub mod atomic;
 pub mod fiberlist;
 pub mod key;
 pub mod layout;
+pub mod table_text;
 
 pub use key::{FiberId, KeyError, PlateMjd};

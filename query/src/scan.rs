@@ -8,7 +8,7 @@
 //!   already has (index arrays, padding), or rows to convert between layouts (v1 records ↔ v2 rows).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use hdf5::types::TypeDescriptor;
 use hdf5::H5Type;
@@ -22,33 +22,11 @@ use store::{AttrValue, CoaddRecord, ExposureField, FieldSet, Table};
 use crate::error::{QueryError, Result};
 use crate::records::{DatasetKind, DatasetRecord, DatasetSpec, GroupSpec, PlateMeta};
 
-/// One file of the store.
-#[derive(Debug, Clone)]
-pub struct StoreFile {
-    pub pm: PlateMjd,
-    pub path: PathBuf,
-    pub bytes: u64,
-}
+pub use store::files::StoreFile;
 
 /// Lists the store's files, sorted by plate-MJD (the same list, in the same order, on every rank).
 pub fn list_store(dir: &Path) -> Result<Vec<StoreFile>> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| QueryError::io(dir, "cannot list the store", e))?;
-    let mut files: Vec<StoreFile> = entries
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let pm = layout::parse_store_file_name(&name)?;
-            let bytes = e.metadata().map(|m| m.len()).unwrap_or(0);
-            Some(StoreFile {
-                pm,
-                path: e.path(),
-                bytes,
-            })
-        })
-        .collect();
-    files.sort_by_key(|f| f.pm);
-    Ok(files)
+    store::files::list(dir).map_err(|e| QueryError::io(dir, "cannot list the store", e))
 }
 
 /// The layout of a store (or subset) file.

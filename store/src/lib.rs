@@ -3,6 +3,7 @@
 
 pub mod attrs;
 pub mod fast;
+pub mod files;
 pub mod raw;
 pub mod reader;
 pub mod records;

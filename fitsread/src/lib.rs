@@ -1,4 +1,4 @@
-//! A thin reader over cfitsio for what the ingest needs: HDUs by name or position, header cards,
+//! A thin reader over cfitsio for what the ingest needs (SDSS spPlate, spec, spAll and spZbest files): HDUs by name or position, header cards,
 //! images, and binary tables read as raw rows then converted to packed native-endian rows.
 //!
 //! Nothing in a header is trusted: every HDU's announced data must lie inside the file before a byte
@@ -14,6 +14,8 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::os::unix::ffi::OsStrExt;
 
 use fitsio_sys as sys;
+
+pub mod prescan;
 use store::{AttrValue, Column, ScalarKind, Table};
 
 /// What went wrong reading a FITS file, without the file name (the caller adds it).
@@ -43,6 +45,12 @@ pub enum FitsError {
         hdu: String,
         announced: u64,
         available: u64,
+    },
+    #[error("HDU {hdu}, header card {card} ({keyword}): an unquoted value longer than 68 characters (not FITS, and unsafe for cfitsio)")]
+    UnsafeCard {
+        hdu: usize,
+        card: usize,
+        keyword: String,
     },
     #[error("the file continues for {extra} bytes after its last complete HDU ({last}): a truncated or corrupt HDU")]
     TrailingBytes { last: String, extra: u64 },
@@ -168,15 +176,32 @@ fn logical_size(path: &Path) -> std::io::Result<u64> {
     Ok(u32::from_le_bytes(isize) as u64)
 }
 
+/// An error for a card cfitsio cannot parse safely (see [`prescan`]).
+fn refuse_unsafe_cards(found: std::io::Result<Option<prescan::BadCard>>) -> Result<()> {
+    match found.map_err(|e| FitsError::Open(e.to_string()))? {
+        Some(b) => Err(FitsError::UnsafeCard {
+            hdu: b.hdu,
+            card: b.card,
+            keyword: b.keyword,
+        }),
+        None => Ok(()),
+    }
+}
+
 impl Fits {
     /// Opens a FITS file (plain or gzip-compressed) read-only. A plain file is opened without
     /// cfitsio's extended file-name syntax (a name with `[` or a leading `!` is just a name); any
-    /// byte string is a valid path.
+    /// byte string is a valid path. Plain files are pre-scanned for cards cfitsio cannot parse safely
+    /// ([`prescan`]); gzip-compressed files are not (cfitsio decompresses them itself).
     pub fn open(path: &Path) -> Result<Self> {
         let size = logical_size(path).map_err(|e| FitsError::Open(e.to_string()))?;
+        let gzipped = path.extension().is_some_and(|e| e == "gz");
+        if !gzipped {
+            let mut file = std::fs::File::open(path).map_err(|e| FitsError::Open(e.to_string()))?;
+            refuse_unsafe_cards(prescan::check(&mut file, size))?;
+        }
         let name = CString::new(path.as_os_str().as_bytes())
             .map_err(|_| FitsError::Open("the path holds a NUL byte".into()))?;
-        let gzipped = path.extension().is_some_and(|e| e == "gz");
         let mut fptr: *mut sys::fitsfile = std::ptr::null_mut();
         let mut status = 0;
         // SAFETY: a NUL-terminated path; cfitsio allocates the handle, closed in Drop.
@@ -198,6 +223,8 @@ impl Fits {
 
     /// Opens a FITS file held in memory (read-only).
     pub fn open_memory(bytes: Vec<u8>) -> Result<Self> {
+        let len = bytes.len() as u64;
+        refuse_unsafe_cards(prescan::check(&mut std::io::Cursor::new(&bytes), len))?;
         let mut mem = Box::new(MemFile {
             size: bytes.len(),
             ptr: std::ptr::null_mut(),
@@ -1043,5 +1070,24 @@ mod tests {
             err.to_string().contains("after its last complete HDU"),
             "{err}"
         );
+    }
+
+    /// The fuzzer's first crash (a 71-character unquoted TTYPE17 made cfitsio 4.2 overflow a
+    /// column buffer and abort): now one error naming the card.
+    #[test]
+    fn the_fuzzed_long_unquoted_ttype_is_an_error() {
+        let bytes = include_bytes!("../../fuzz/regressions/fits_reader-long-unquoted-ttype.fits");
+        let err = Fits::open_memory(bytes.to_vec()).err().unwrap();
+        assert!(
+            matches!(&err, FitsError::UnsafeCard { keyword, .. } if keyword == "TTYPE17"),
+            "{err}"
+        );
+        let dir = std::env::temp_dir().join(format!("fitsread-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.fits");
+        std::fs::write(&path, bytes).unwrap();
+        let err = Fits::open(&path).err().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(err.to_string().contains("TTYPE17"), "{err}");
     }
 }

@@ -1,0 +1,189 @@
+//! A look at every header card before cfitsio parses the file: cfitsio 4.2 copies an unquoted
+//! keyword value into fixed 70-byte column buffers without a bound (`ffgtbp`, reached from
+//! `ffthdu`), so a card such as `TTYPE1  =eeee…` (71 characters) aborts the process. Headers are
+//! walked HDU by HDU as the FITS standard lays them out (2880-byte blocks, cards up to `END`, data
+//! of |BITPIX|/8 × GCOUNT × (PCOUNT + NAXIS1 × … × NAXISn) bytes), and such a card is refused.
+//! Anything else — structure cfitsio itself rejects, truncated files — is left to cfitsio and the
+//! reader's own checks.
+
+use std::io::{Read, Seek, SeekFrom};
+
+const BLOCK: u64 = 2880;
+const CARD: usize = 80;
+/// The longest unquoted value cfitsio can copy into its column buffers (70 bytes with the NUL).
+const LONGEST_UNQUOTED: usize = 68;
+
+/// A card that cfitsio cannot parse safely: HDU index (0-based), card number (1-based), keyword.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadCard {
+    pub hdu: usize,
+    pub card: usize,
+    pub keyword: String,
+}
+
+/// Walks the headers of `file` (`size` bytes); the first unsafe card, if any.
+pub fn check<R: Read + Seek>(file: &mut R, size: u64) -> std::io::Result<Option<BadCard>> {
+    let mut start = 0u64;
+    let mut hdu = 0;
+    let mut block = vec![0u8; BLOCK as usize];
+    while start + BLOCK <= size {
+        file.seek(SeekFrom::Start(start))?;
+        let mut header = Header::default();
+        let mut blocks = 0u64;
+        let mut ended = false;
+        while !ended && start + (blocks + 1) * BLOCK <= size {
+            file.read_exact(&mut block)?;
+            blocks += 1;
+            for (i, card) in block.chunks(CARD).enumerate() {
+                let number = (blocks as usize - 1) * (BLOCK as usize / CARD) + i + 1;
+                if card.starts_with(b"END     ") || card == b"END" {
+                    ended = true;
+                    break;
+                }
+                if let Some(keyword) = header.take(card) {
+                    return Ok(Some(BadCard {
+                        hdu,
+                        card: number,
+                        keyword,
+                    }));
+                }
+            }
+        }
+        if !ended {
+            return Ok(None);
+        }
+        let Some(data) = header.data_bytes() else {
+            return Ok(None);
+        };
+        start += blocks * BLOCK + data.div_ceil(BLOCK).saturating_mul(BLOCK);
+        hdu += 1;
+    }
+    Ok(None)
+}
+
+/// The keywords of one header that size its data.
+#[derive(Default)]
+struct Header {
+    bitpix: Option<i64>,
+    naxis: Option<usize>,
+    axes: Vec<(usize, u64)>,
+    pcount: u64,
+    gcount: Option<u64>,
+}
+
+impl Header {
+    /// Records the card; the keyword if its value is unsafe for cfitsio.
+    fn take(&mut self, card: &[u8]) -> Option<String> {
+        if card.len() < 10 || card[8] != b'=' {
+            return None;
+        }
+        let keyword = String::from_utf8_lossy(&card[..8]).trim_end().to_string();
+        let value = &card[9..];
+        let text = value.trim_ascii_start();
+        if !text.starts_with(b"'") {
+            let token = text.iter().take_while(|&&c| c != b' ' && c != b'/').count();
+            if token > LONGEST_UNQUOTED {
+                return Some(keyword);
+            }
+        }
+        let number = || -> Option<i64> {
+            let t = std::str::from_utf8(text).ok()?;
+            t.split('/').next()?.trim().parse().ok()
+        };
+        match keyword.as_str() {
+            "BITPIX" => self.bitpix = number(),
+            "NAXIS" => self.naxis = number().and_then(|n| usize::try_from(n).ok()),
+            "PCOUNT" => self.pcount = number().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+            "GCOUNT" => self.gcount = number().and_then(|n| u64::try_from(n).ok()),
+            k if k.starts_with("NAXIS") => {
+                if let (Ok(i), Some(n)) = (k[5..].parse::<usize>(), number()) {
+                    self.axes.push((i, u64::try_from(n).unwrap_or(0)));
+                }
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// Data bytes announced by the header (None if it cannot be told: cfitsio decides).
+    fn data_bytes(&self) -> Option<u64> {
+        let bytes = self.bitpix?.unsigned_abs() / 8;
+        let naxis = self.naxis?;
+        if naxis == 0 {
+            return Some(0);
+        }
+        let mut product: u64 = 1;
+        for i in 1..=naxis {
+            let n = self.axes.iter().find(|(k, _)| *k == i)?.1;
+            product = product.checked_mul(n)?;
+        }
+        let gcount = self.gcount.unwrap_or(1);
+        bytes
+            .checked_mul(gcount)?
+            .checked_mul(product.checked_add(self.pcount)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn card(text: &str) -> String {
+        format!("{text:<80}")
+    }
+
+    fn file(cards: &[String]) -> Vec<u8> {
+        let mut h: String = cards.concat();
+        h.push_str(&card("END"));
+        while !h.len().is_multiple_of(2880) {
+            h.push(' ');
+        }
+        h.into_bytes()
+    }
+
+    #[test]
+    fn a_long_unquoted_value_is_refused_with_its_place() {
+        let mut bytes = file(&[
+            card("SIMPLE  =                    T"),
+            card("BITPIX  =                    8"),
+            card("NAXIS   =                    0"),
+            card("EXTEND  =                    T"),
+        ]);
+        bytes.extend(file(&[
+            card("XTENSION= 'BINTABLE'"),
+            card("BITPIX  =                    8"),
+            card("NAXIS   =                    2"),
+            card("NAXIS1  =                    0"),
+            card("NAXIS2  =                    0"),
+            card("PCOUNT  =                    0"),
+            card("GCOUNT  =                    1"),
+            card(&format!("TTYPE1  ={}", "e".repeat(71))),
+        ]));
+        let size = bytes.len() as u64;
+        let bad = check(&mut std::io::Cursor::new(bytes), size).unwrap();
+        assert_eq!(
+            bad,
+            Some(BadCard {
+                hdu: 1,
+                card: 8,
+                keyword: "TTYPE1".into()
+            })
+        );
+    }
+
+    #[test]
+    fn ordinary_headers_pass() {
+        let mut bytes = file(&[
+            card("SIMPLE  =                    T"),
+            card("BITPIX  =                  -32"),
+            card("NAXIS   =                    2"),
+            card("NAXIS1  =                   10"),
+            card("NAXIS2  =                    3"),
+            card(&format!("LONGSTR = '{}'", "x".repeat(68))),
+            card("COMMENT a comment with = signs = and a very long text ......................."),
+        ]);
+        bytes.extend(vec![0u8; 2880]);
+        let size = bytes.len() as u64;
+        assert_eq!(check(&mut std::io::Cursor::new(bytes), size).unwrap(), None);
+    }
+}

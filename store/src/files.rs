@@ -1,0 +1,43 @@
+//! The files of a store directory: one per plate-MJD, named by [`model::layout::store_file_name`].
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use model::{layout, PlateMjd};
+
+/// One store file.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StoreFile {
+    pub pm: PlateMjd,
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// Last modification (None when the file system does not say).
+    #[serde(skip)]
+    pub modified: Option<SystemTime>,
+}
+
+impl StoreFile {
+    /// The file's name in the store (what the catalog's `file` column holds).
+    pub fn name(&self) -> String {
+        layout::store_file_name(self.pm)
+    }
+}
+
+/// The store's files, sorted by plate-MJD (the same list, in the same order, on every rank).
+pub fn list(dir: &Path) -> std::io::Result<Vec<StoreFile>> {
+    let mut files: Vec<StoreFile> = std::fs::read_dir(dir)?
+        .flatten()
+        .filter_map(|e| {
+            let pm = layout::parse_store_file_name(&e.file_name().to_string_lossy())?;
+            let meta = e.metadata().ok()?;
+            meta.is_file().then(|| StoreFile {
+                pm,
+                path: e.path(),
+                bytes: meta.len(),
+                modified: meta.modified().ok(),
+            })
+        })
+        .collect();
+    files.sort_by_key(|f| f.pm);
+    Ok(files)
+}
