@@ -76,6 +76,8 @@ pub enum ColData {
     U8(Vec<u8>),
     I32(Vec<i32>),
     I64(Vec<i64>),
+    /// Unsigned 64-bit: TFORM `K` with TZERO = 2^63, as SDSS writes SPECOBJID in spec files.
+    U64(Vec<u64>),
     F32(Vec<f32>),
     F64(Vec<f64>),
     /// Fixed-width strings, one per row.
@@ -88,6 +90,7 @@ impl ColData {
             Self::U8(v) => v.len(),
             Self::I32(v) => v.len(),
             Self::I64(v) => v.len(),
+            Self::U64(v) => v.len(),
             Self::F32(v) => v.len(),
             Self::F64(v) => v.len(),
             Self::Str(v) => v.len(),
@@ -318,14 +321,21 @@ impl FitsWriter {
         let label = extname.unwrap_or("(no EXTNAME)");
         ensure!(!columns.is_empty(), "table {label} has no columns");
         let nrows = columns[0].rows()?;
-        for c in columns {
-            let n = c.rows()?;
-            ensure!(
-                n == nrows,
-                "table {label}: column {} has {n} rows, not {nrows}",
-                c.name
-            );
-        }
+        self.create_table(extname, columns, nrows, cards)?;
+        self.write_rows(label, 1, columns)
+    }
+
+    /// Appends the structure of a binary table of `nrows` rows with the names, forms and units of
+    /// `columns` (their data is not written: see [`FitsWriter::write_rows`]).
+    pub fn create_table(
+        &mut self,
+        extname: Option<&str>,
+        columns: &[Column],
+        nrows: usize,
+        cards: &[Card],
+    ) -> Result<()> {
+        let label = extname.unwrap_or("(no EXTNAME)");
+        ensure!(!columns.is_empty(), "table {label} has no columns");
         let ttype: Vec<CString> = columns
             .iter()
             .map(|c| cstring(&c.name))
@@ -363,9 +373,45 @@ impl FitsWriter {
         };
         self.check(status, || format!("creating table {label}"))?;
         self.cards(cards)?;
+        Ok(())
+    }
+
+    /// Writes whole rows, already packed as the table stores them (big-endian, TFORM order), into
+    /// the current table from row `first_row` (1-based).
+    pub fn write_packed_rows(&mut self, label: &str, first_row: usize, bytes: &[u8]) -> Result<()> {
+        let mut status = 0;
+        // SAFETY: `bytes` holds `bytes.len()` bytes; cfitsio only reads them.
+        unsafe {
+            sys::ffptbb(
+                self.fptr,
+                first_row as sys::LONGLONG,
+                1,
+                bytes.len() as sys::LONGLONG,
+                bytes.as_ptr() as *mut u8,
+                &mut status,
+            )
+        };
+        self.check(status, || {
+            format!("writing rows from {first_row} of table {label}")
+        })
+    }
+
+    /// Writes the data of `columns` (all the same number of rows) into the current table from row
+    /// `first_row` (1-based).
+    pub fn write_rows(&mut self, label: &str, first_row: usize, columns: &[Column]) -> Result<()> {
+        let nrows = columns.first().map(Column::rows).transpose()?.unwrap_or(0);
+        for c in columns {
+            let n = c.rows()?;
+            ensure!(
+                n == nrows,
+                "table {label}: column {} has {n} rows, not {nrows}",
+                c.name
+            );
+        }
         if nrows == 0 {
             return Ok(());
         }
+        let first = first_row as sys::LONGLONG;
         for (i, c) in columns.iter().enumerate() {
             let colnum = (i + 1) as c_int;
             let n = c.data.len() as sys::LONGLONG;
@@ -373,77 +419,44 @@ impl FitsWriter {
             // SAFETY: each array holds exactly nrows*repeat elements of the datatype passed
             // (checked above); cfitsio only reads them.
             unsafe {
-                match &c.data {
-                    ColData::U8(v) => {
-                        sys::ffpcl(
-                            self.fptr,
-                            sys::TBYTE as c_int,
-                            colnum,
-                            1,
-                            1,
-                            n,
-                            v.as_ptr() as *mut c_void,
-                            &mut status,
-                        );
-                    }
-                    ColData::I32(v) => {
-                        sys::ffpcl(
-                            self.fptr,
-                            sys::TINT as c_int,
-                            colnum,
-                            1,
-                            1,
-                            n,
-                            v.as_ptr() as *mut c_void,
-                            &mut status,
-                        );
-                    }
-                    ColData::I64(v) => {
-                        sys::ffpcl(
-                            self.fptr,
-                            sys::TLONGLONG as c_int,
-                            colnum,
-                            1,
-                            1,
-                            n,
-                            v.as_ptr() as *mut c_void,
-                            &mut status,
-                        );
-                    }
-                    ColData::F32(v) => {
-                        sys::ffpcl(
-                            self.fptr,
-                            sys::TFLOAT as c_int,
-                            colnum,
-                            1,
-                            1,
-                            n,
-                            v.as_ptr() as *mut c_void,
-                            &mut status,
-                        );
-                    }
-                    ColData::F64(v) => {
-                        sys::ffpcl(
-                            self.fptr,
-                            sys::TDOUBLE as c_int,
-                            colnum,
-                            1,
-                            1,
-                            n,
-                            v.as_ptr() as *mut c_void,
-                            &mut status,
-                        );
-                    }
-                    ColData::Str(v) => {
-                        let width = c.repeat();
-                        let owned: Vec<CString> = v
-                            .iter()
-                            .map(|s| cstring(truncate(s, width)))
-                            .collect::<Result<_>>()?;
-                        let mut ptrs: Vec<*mut c_char> =
-                            owned.iter().map(|s| s.as_ptr() as *mut c_char).collect();
-                        sys::ffpcls(self.fptr, colnum, 1, 1, n, ptrs.as_mut_ptr(), &mut status);
-                    }
+                let numeric = match &c.data {
+                    ColData::U8(v) => Some((sys::TBYTE, v.as_ptr() as *mut c_void)),
+                    ColData::I32(v) => Some((sys::TINT, v.as_ptr() as *mut c_void)),
+                    ColData::I64(v) => Some((sys::TLONGLONG, v.as_ptr() as *mut c_void)),
+                    ColData::U64(v) => Some((sys::TULONGLONG, v.as_ptr() as *mut c_void)),
+                    ColData::F32(v) => Some((sys::TFLOAT, v.as_ptr() as *mut c_void)),
+                    ColData::F64(v) => Some((sys::TDOUBLE, v.as_ptr() as *mut c_void)),
+                    ColData::Str(_) => None,
+                };
+                if let Some((datatype, data)) = numeric {
+                    sys::ffpcl(
+                        self.fptr,
+                        datatype as c_int,
+                        colnum,
+                        first,
+                        1,
+                        n,
+                        data,
+                        &mut status,
+                    );
+                }
+                if let ColData::Str(v) = &c.data {
+                    let width = c.repeat();
+                    let owned: Vec<CString> = v
+                        .iter()
+                        .map(|s| cstring(truncate(s, width)))
+                        .collect::<Result<_>>()?;
+                    let mut ptrs: Vec<*mut c_char> =
+                        owned.iter().map(|s| s.as_ptr() as *mut c_char).collect();
+                    sys::ffpcls(
+                        self.fptr,
+                        colnum,
+                        first,
+                        1,
+                        n,
+                        ptrs.as_mut_ptr(),
+                        &mut status,
+                    );
                 }
             }
             self.check(status, || {

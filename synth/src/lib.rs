@@ -6,6 +6,7 @@ mod astrometry;
 mod fits;
 pub mod plate;
 mod seeds;
+pub mod spall;
 mod spec_file;
 mod spectrum;
 mod tables;

@@ -41,6 +41,10 @@ struct Args {
     /// wavelength).
     #[arg(long, value_enum, default_value = "boss")]
     flavor: Flavor,
+    /// Also write <OUT>/spAll-synth.fits with this many rows shaped like DR17's spAll (105 of its
+    /// columns): the fibers of the plates first, then rows of plate-MJDs no store holds.
+    #[arg(long, value_name = "N")]
+    spall_rows: Option<usize>,
 }
 
 fn main() {
@@ -68,6 +72,15 @@ fn run(args: Args) -> Result<()> {
     };
     let start = Instant::now();
     let total = synth::generate(&cfg)?;
+    if let Some(rows) = args.spall_rows {
+        let path = cfg.out.join("spAll-synth.fits");
+        let bytes = synth::spall::write(&cfg, &path, rows)?;
+        println!(
+            "boss-synth: {rows} spAll rows, {bytes} bytes in {:.2} s -> {}",
+            start.elapsed().as_secs_f64(),
+            path.display()
+        );
+    }
     println!(
         "boss-synth: {} plates x {} fibers x {} pixels: {} files, {} bytes in {:.2} s -> {}",
         cfg.plates,

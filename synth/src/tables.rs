@@ -33,6 +33,10 @@ impl Cols {
     pub fn k(self, name: &str, v: Vec<i64>) -> Self {
         self.push(name, "K".into(), ColData::I64(v))
     }
+    /// Unsigned 64-bit (cfitsio's `W`: TFORM `K` with TZERO = 2^63).
+    pub fn w(self, name: &str, v: Vec<u64>) -> Self {
+        self.push(name, "W".into(), ColData::U64(v))
+    }
     pub fn e(self, name: &str, v: Vec<f32>) -> Self {
         self.push(name, "E".into(), ColData::F32(v))
     }
@@ -267,6 +271,12 @@ pub fn spall(info: &PlateInfo, fiber: &FiberData) -> Vec<Column> {
         .a("PROGRAMNAME", 16, col(f, |_| "boss".to_string()))
         .a("CHUNK", 16, col(f, |_| info.chunk()))
         .a("PLATEQUALITY", 8, col(f, |_| "good".to_string()))
+        .w(
+            "SPECOBJID",
+            col(f, |f| {
+                crate::spall::specobjid(info.pm.plate, info.pm.mjd, f.target.fiber) as u64
+            }),
+        )
         .j("PLATE", col(f, |_| info.pm.plate))
         .j("TILE", col(f, |_| info.tile))
         .j("MJD", col(f, |_| info.pm.mjd))
