@@ -170,10 +170,14 @@ pub fn run(job: &Job, cfg: &Config, events: &Events) -> Result<Option<Summary>, 
     all.into_iter().for_each(|c| total.merge(c));
     let mut failures = early_failures;
     failures.extend(total.failures);
-    failures.extend(catalog.errors.iter().map(|e| Failure {
-        file: cfg.store.join(layout::CATALOG_FILE).display().to_string(),
-        error: e.clone(),
-    }));
+    for error in catalog.errors {
+        let f = Failure {
+            file: cfg.store.join(layout::CATALOG_FILE).display().to_string(),
+            error,
+        };
+        (events.failure)(&f);
+        failures.push(f);
+    }
     Ok(Some(Summary {
         files_found: plan.files_found,
         files_read: total.files_read,
