@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(libhdf5-openmpi-dev libopenmpi-dev openmpi-bin libcfitsio-dev libclang-dev clang pkg-config hdf5-tools)
-PY_PACKAGES=(h5py astropy numpy pandas pyarrow matplotlib pytest)
+PY_PACKAGES=(h5py astropy numpy scipy pandas pyarrow duckdb matplotlib pytest)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -18,7 +18,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import h5py, astropy, pandas, pyarrow, matplotlib, pytest" 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import h5py, astropy, scipy, pandas, pyarrow, duckdb, matplotlib, pytest" 2>/dev/null; then
   echo "setup: creating the Python venv .venv (${PY_PACKAGES[*]})"
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip

@@ -129,7 +129,9 @@ def query_bin() -> Path:
 @pytest.fixture(scope="session")
 def real_sdss() -> Path:
     if not REAL_SDSS.is_dir():
-        pytest.skip(f"real SDSS files not found at {REAL_SDSS}")
+        # The real files are part of the test set: their absence is a failure, not a skip.
+        pytest.fail(f"real SDSS files not found at {REAL_SDSS} (../shared/real-sdss beside the project)",
+                    pytrace=False)
     return REAL_SDSS
 
 

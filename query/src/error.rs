@@ -8,7 +8,7 @@ pub enum QueryError {
     #[error(transparent)]
     List(#[from] model::fiberlist::ListError),
     #[error(transparent)]
-    Catalog(#[from] catalog::index::CatalogError),
+    Catalog(#[from] catalog::CatalogError),
     #[error(transparent)]
     Exchange(#[from] ranks::ExchangeError),
     #[error("{}: {what}: {source}", path.display())]

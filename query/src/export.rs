@@ -1,5 +1,5 @@
-//! Columnar export for pandas: one row per selected fiber, sorted by key — the catalog columns, then
-//! one list column per coadd field (`df.flux[i]` is a spectrum, `df.wave[i]` its wavelengths). Each
+//! Columnar export for pandas: one row per selected fiber, sorted by key — every catalog column,
+//! then one list column per coadd field (`df.flux[i]` is a spectrum, `df.wave[i]` its wavelengths). Each
 //! rank builds the batches of its own plate-MJDs; rank 0 writes them in key order into one Arrow IPC
 //! file and/or one Parquet file, one plate-MJD at a time (never the whole result in memory).
 
@@ -7,14 +7,15 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arrow::array::AsArray;
 use arrow::array::{ArrayRef, Float32Array, Int32Array, ListArray, RecordBatch};
 use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::Int64Type;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use arrow::ipc::reader::StreamReader;
-use arrow::ipc::writer::{FileWriter, StreamWriter};
-use catalog::index::Catalog;
+use arrow::ipc::writer::FileWriter;
+use catalog::ipc;
 use model::atomic::AtomicFile;
-use model::{layout, PlateMjd};
+use model::{layout, FiberId, PlateMjd};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -114,9 +115,9 @@ pub struct ExportReport {
     pub seconds: f64,
 }
 
-/// The schema of the export: catalog columns, then the chosen list columns.
-pub fn export_schema(columns: &[SpectralColumn]) -> SchemaRef {
-    let mut fields: Vec<Field> = Catalog::schema()
+/// The schema of the export: the catalog columns, then the chosen list columns.
+pub fn export_schema(catalog: &Schema, columns: &[SpectralColumn]) -> SchemaRef {
+    let mut fields: Vec<Field> = catalog
         .fields()
         .iter()
         .map(|f| f.as_ref().clone())
@@ -125,20 +126,29 @@ pub fn export_schema(columns: &[SpectralColumn]) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// The fibers of catalog rows.
+fn fibers_of(rows: &RecordBatch) -> Vec<FiberId> {
+    rows.column_by_name(catalog::columns::KEY)
+        .expect("catalog rows have a key")
+        .as_primitive::<Int64Type>()
+        .values()
+        .iter()
+        .map(|&k| FiberId::from_key(k))
+        .collect()
+}
+
 /// Builds the batch of one plate-MJD: the catalog rows `subset` (all of that plate-MJD) and spectra.
 fn build_batch(
     store: &Path,
     pm: PlateMjd,
-    subset: &Catalog,
+    subset: &RecordBatch,
     schema: &SchemaRef,
     columns: &[SpectralColumn],
 ) -> Result<RecordBatch> {
     let path = store.join(layout::store_file_name(pm));
     let err = |e: hdf5::Error| QueryError::hdf5(&path, "cannot read a coadd", e);
     let file = hdf5::File::open(&path).map_err(err)?;
-    let fibers: Vec<i32> = (0..subset.len())
-        .map(|i| subset.fiber_id(i).fiber)
-        .collect();
+    let fibers: Vec<i32> = fibers_of(subset).iter().map(|f| f.fiber).collect();
     let mut pixels: Vec<CoaddRecord> = Vec::new();
     let mut offsets = vec![0i32];
     for coadd in store::reader::coadds(&file, pm, &fibers).map_err(err)? {
@@ -148,7 +158,7 @@ fn build_batch(
                 .map_err(|_| QueryError::store(&path, "more than 2^31 pixels in one plate-MJD"))?,
         );
     }
-    let mut arrays: Vec<ArrayRef> = subset.to_record_batch().columns().to_vec();
+    let mut arrays: Vec<ArrayRef> = subset.columns().to_vec();
     let offsets = OffsetBuffer::new(offsets.into());
     for c in columns {
         let item = Arc::new(Field::new_list_field(c.item_type(), false));
@@ -250,24 +260,16 @@ impl Writers {
     }
 }
 
-fn ipc_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut w = StreamWriter::try_new(&mut buf, &batch.schema()).map_err(QueryError::Ipc)?;
-    w.write(batch).map_err(QueryError::Ipc)?;
-    w.finish().map_err(QueryError::Ipc)?;
-    drop(w);
-    Ok(buf)
-}
-
-fn from_ipc_bytes(bytes: &[u8]) -> Result<RecordBatch> {
-    let mut r = StreamReader::try_new(bytes, None).map_err(QueryError::Ipc)?;
-    r.next()
-        .ok_or_else(|| {
-            QueryError::Ipc(arrow::error::ArrowError::IpcError(
-                "an empty batch from a rank".into(),
-            ))
-        })?
-        .map_err(QueryError::Ipc)
+/// Writes one batch to a Parquet file (the `--sql` result), through a temporary file.
+pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
+    let opts = ExportOptions {
+        arrow: None,
+        parquet: Some(path.to_path_buf()),
+        columns: Vec::new(),
+    };
+    let mut w = Writers::open(&opts, &batch.schema())?;
+    w.write(batch)?;
+    w.finish()
 }
 
 /// Exports the selected fibers (`subset`, sorted by key). Collective: every rank calls it. A failure
@@ -275,22 +277,22 @@ fn from_ipc_bytes(bytes: &[u8]) -> Result<RecordBatch> {
 pub fn export(
     job: &Job,
     store: &Path,
-    subset: &Catalog,
+    subset: &RecordBatch,
     opts: &ExportOptions,
 ) -> Result<ExportReport> {
     let start = std::time::Instant::now();
-    let schema = export_schema(&opts.columns);
-    // Rows of each plate-MJD, in key order (the subset is sorted by key, so plate-MJDs are contiguous).
-    let mut groups: Vec<(PlateMjd, Vec<usize>)> = Vec::new();
-    for i in 0..subset.len() {
-        let pm = subset.fiber_id(i).plate_mjd();
+    let schema = export_schema(&subset.schema(), &opts.columns);
+    // Rows of each plate-MJD (start, count), in key order: the subset is sorted by key, so the rows
+    // of a plate-MJD are contiguous.
+    let mut groups: Vec<(PlateMjd, usize, usize)> = Vec::new();
+    for (i, f) in fibers_of(subset).into_iter().enumerate() {
         match groups.last_mut() {
-            Some((last, rows)) if *last == pm => rows.push(i),
-            _ => groups.push((pm, vec![i])),
+            Some((last, _, n)) if *last == f.plate_mjd() => *n += 1,
+            _ => groups.push((f.plate_mjd(), i, 1)),
         }
     }
     let owner = partition_by_weight(
-        &groups.iter().map(|g| g.1.len() as u64).collect::<Vec<_>>(),
+        &groups.iter().map(|g| g.2 as u64).collect::<Vec<_>>(),
         job.size(),
     );
     // Rank 0 opens the outputs; every rank learns whether it could before any batch moves.
@@ -303,11 +305,17 @@ pub fn export(
         _ => None,
     };
     let mut report = ExportReport::default();
-    for ((pm, rows), o) in groups.iter().zip(owner) {
+    for ((pm, first, n), o) in groups.iter().zip(owner) {
         let local = if o == job.rank() {
             Some(
-                build_batch(store, *pm, &subset.take(rows), &schema, &opts.columns)
-                    .unwrap_or_else(|e| abort(job, e)),
+                build_batch(
+                    store,
+                    *pm,
+                    &subset.slice(*first, *n),
+                    &schema,
+                    &opts.columns,
+                )
+                .unwrap_or_else(|e| abort(job, e)),
             )
         } else {
             None
@@ -315,10 +323,13 @@ pub fn export(
         let batch = match (&mut writers, local) {
             (Some(_), Some(b)) => b,
             (Some(_), None) => {
-                from_ipc_bytes(&job.receive_bytes(o)).unwrap_or_else(|e| abort(job, e))
+                ipc::from_bytes(&job.receive_bytes(o)).unwrap_or_else(|e| abort(job, e.into()))
             }
             (None, Some(b)) => {
-                job.send_bytes(0, &ipc_bytes(&b).unwrap_or_else(|e| abort(job, e)));
+                job.send_bytes(
+                    0,
+                    &ipc::to_bytes(&b).unwrap_or_else(|e| abort(job, e.into())),
+                );
                 continue;
             }
             (None, None) => continue,
@@ -327,7 +338,7 @@ pub fn export(
         report.spectra_bytes += batch
             .columns()
             .iter()
-            .skip(Catalog::schema().fields().len())
+            .skip(subset.num_columns())
             .map(|c| {
                 c.to_data()
                     .child_data()

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use catalog::select::{Cone, Selection};
+use catalog::filters::Filters;
 use model::fiberlist::{read_fiber_list, FiberList};
 use model::FiberId;
 use ranks::Job;
@@ -15,36 +15,21 @@ use serde::Serialize;
 use crate::engine::{run_query, IoMode, Phases, QueryOptions, QueryReport};
 use crate::error::{QueryError, Result};
 use crate::export::{export, ExportOptions, ExportReport, SpectralColumn};
-use crate::selection::{list_csv, load_catalog, select, CatalogSource};
-
-/// The catalog filters of a query (all combine with AND, and with the list).
-#[derive(Debug, Clone, Default)]
-pub struct Filters {
-    pub cone: Option<Cone>,
-    pub z_min: Option<f64>,
-    pub z_max: Option<f64>,
-    pub classes: Vec<String>,
-    pub zwarning_zero: bool,
-    pub primary: bool,
-}
-
-impl Filters {
-    fn any(&self) -> bool {
-        self.cone.is_some()
-            || self.z_min.is_some()
-            || self.z_max.is_some()
-            || !self.classes.is_empty()
-            || self.zwarning_zero
-            || self.primary
-    }
-}
+use crate::selection::{self, Ask, CatalogSource, IdReport, MatchReport, MatchRequest};
 
 /// What a user asked for.
 #[derive(Debug, Clone)]
 pub struct Request {
     pub store: PathBuf,
     pub fibers: Option<PathBuf>,
+    /// The catalog filters (`--where` and the named ones).
     pub filters: Filters,
+    /// Object IDs (`--ids`).
+    pub ids: Option<PathBuf>,
+    /// A crossmatch with a target list (`--match`).
+    pub matching: Option<MatchRequest>,
+    /// A whole SQL query (`--sql`): its result is printed as CSV or written to `parquet`.
+    pub sql: Option<String>,
     /// Print the selection as CSV and write nothing.
     pub list: bool,
     pub output: Option<PathBuf>,
@@ -88,6 +73,10 @@ pub struct Summary {
     pub collective_writes: u64,
     pub phases: Option<Phases>,
     pub export: Option<ExportReport>,
+    pub matching: Option<MatchReport>,
+    pub ids: Option<IdReport>,
+    /// Rows of the `--sql` result.
+    pub sql_rows: Option<usize>,
     pub seconds: f64,
     /// With --update/--add: fibers copied from the old subset, read from the store, dropped.
     pub kept: usize,
@@ -98,12 +87,47 @@ pub struct Summary {
     pub output: Option<String>,
     /// Things the user should know (a stale catalog, …), one line each.
     pub warnings: Vec<String>,
-    /// The `--list` CSV.
+    /// The `--list` CSV (or the `--sql` result as CSV).
     #[serde(skip)]
     pub listing: Option<String>,
     /// The listed fibers the store does not have.
     #[serde(skip)]
     pub missing_ids: Vec<FiberId>,
+}
+
+impl Summary {
+    /// A summary of nothing done yet.
+    fn empty(job: &Job, req: &Request) -> Self {
+        Summary {
+            fibers_asked: 0,
+            duplicates: 0,
+            selected: 0,
+            catalog: None,
+            fibers_found: 0,
+            fibers_missing: 0,
+            missing: Vec::new(),
+            datasets: 0,
+            bytes: 0,
+            ranks: job.size(),
+            io: req.io,
+            record_bytes: 0,
+            collective_writes: 0,
+            phases: None,
+            export: None,
+            matching: None,
+            ids: None,
+            sql_rows: None,
+            seconds: 0.0,
+            kept: 0,
+            added: 0,
+            dropped: 0,
+            peak_rss_mb: Vec::new(),
+            output: req.output.as_ref().map(|o| o.display().to_string()),
+            warnings: Vec::new(),
+            listing: None,
+            missing_ids: Vec::new(),
+        }
+    }
 }
 
 /// A path made comparable: its directory resolved (which must exist), its name kept.
@@ -136,11 +160,23 @@ impl Request {
     /// `--force`).
     pub fn validate(&self) -> Result<()> {
         let invalid = |m: String| Err(QueryError::Invalid(m));
-        if self.output.is_none() && self.arrow.is_none() && self.parquet.is_none() && !self.list {
-            return invalid("nothing to do: give -o OUT.h5, --arrow, --parquet or --list".into());
-        }
-        if self.fibers.is_none() && !self.filters.any() {
-            return invalid("nothing selects fibers: give --fibers LIST and/or a filter (--cone, --z-min, --z-max, --class, --zwarning-zero, --primary)".into());
+        if self.sql.is_some() {
+            if self.selects() {
+                return invalid("--sql is a whole query: put its conditions in its WHERE clause, not in --fibers, --where, --match, --ids or the filters".into());
+            }
+            if self.output.is_some() || self.arrow.is_some() || self.list || self.keep.is_some() {
+                return invalid("--sql prints its result as CSV or writes it with --parquet; to copy the spectra of its rows, save it and pass it as --fibers (it needs plate, mjd and fiber columns)".into());
+            }
+        } else {
+            if self.output.is_none() && self.arrow.is_none() && self.parquet.is_none() && !self.list
+            {
+                return invalid(
+                    "nothing to do: give -o OUT.h5, --arrow, --parquet or --list".into(),
+                );
+            }
+            if !self.selects() {
+                return invalid("nothing selects fibers: give --fibers LIST, --where EXPR, --match TARGETS, --ids FILE and/or a filter (--cone, --z-min, --z-max, --class, --zwarning-zero, --primary)".into());
+            }
         }
         if !self.store.is_dir() {
             return invalid(format!(
@@ -162,9 +198,17 @@ impl Request {
                     out.display()
                 ));
             }
-            if Some(&r) == list.as_ref() {
+            if Some(&r) == list.as_ref()
+                || [
+                    &self.ids,
+                    &self.matching.as_ref().map(|m| m.targets.clone()),
+                ]
+                .into_iter()
+                .flatten()
+                .any(|p| resolved(p).ok().as_ref() == Some(&r))
+            {
                 return invalid(format!(
-                    "{}: is the fiber list given with --fibers",
+                    "{}: is an input of the query (--fibers, --ids or --match)",
                     out.display()
                 ));
             }
@@ -190,7 +234,12 @@ impl Request {
     }
 
     fn exporting(&self) -> bool {
-        self.arrow.is_some() || self.parquet.is_some()
+        self.sql.is_none() && (self.arrow.is_some() || self.parquet.is_some())
+    }
+
+    /// True when something selects fibers.
+    fn selects(&self) -> bool {
+        self.fibers.is_some() || self.filters.any() || self.ids.is_some() || self.matching.is_some()
     }
 }
 
@@ -220,77 +269,60 @@ fn old_fibers(job: &Job, output: &Path) -> Result<Vec<FiberId>> {
 pub fn run(job: &Job, req: &Request) -> Result<Summary> {
     let start = Instant::now();
     req.validate()?;
+    let mut listing = None;
     if job.is_root() {
         // Temporary files of runs that were killed (SIGKILL leaves them) beside the outputs.
         for out in req.outputs() {
             model::atomic::remove_stale_temp_files(model::atomic::parent_dir(out));
         }
     }
+    if let Some(sql) = &req.sql {
+        return run_sql(job, req, sql, start);
+    }
     let list: Option<FiberList> = req.fibers.as_deref().map(read_fiber_list).transpose()?;
-    let selection = Selection {
-        fibers: list
-            .as_ref()
-            .map(|l| l.fibers.iter().copied().collect::<HashSet<FiberId>>()),
-        cone: req.filters.cone,
-        z_min: req.filters.z_min,
-        z_max: req.filters.z_max,
-        classes: req.filters.classes.clone(),
-        zwarning_zero: req.filters.zwarning_zero,
-        primary: req.filters.primary,
-    };
     let mut warnings = Vec::new();
 
     // What is selected: the list as given, or the catalog rows that pass every filter.
-    let needs_catalog = req.filters.any() || req.list || req.exporting();
+    let needs_catalog = req.filters.any()
+        || req.ids.is_some()
+        || req.matching.is_some()
+        || req.list
+        || req.exporting();
     let mut missing: Vec<FiberId> = Vec::new();
-    let (fibers, subset, source) = if needs_catalog {
-        let loaded = load_catalog(job, &req.store)?;
-        warnings.extend(loaded.warnings);
-        if let Some(l) = &list {
-            missing = l
-                .fibers
-                .iter()
-                .filter(|f| loaded.catalog.find(**f).is_none())
-                .copied()
-                .collect();
-        }
-        let (fibers, subset) = select(&loaded.catalog, &selection);
-        (fibers, Some(subset), Some(loaded.source))
+    let (fibers, subset, source, matching, ids) = if needs_catalog {
+        let ask = Ask {
+            list: list.as_ref().map(|l| l.fibers.clone()),
+            filters: req.filters.clone(),
+            ids: req.ids.clone(),
+            matching: req.matching.clone(),
+            rows: req.exporting() && !req.list,
+            listing: req.list,
+        };
+        let sel = selection::select(job, &req.store, &ask)?;
+        warnings.extend(sel.warnings);
+        missing = sel.missing;
+        listing = sel.listing;
+        (sel.fibers, sel.rows, sel.source, sel.matching, sel.ids)
     } else {
         (
             list.as_ref().map(|l| l.fibers.clone()).unwrap_or_default(),
             None,
             None,
+            None,
+            None,
         )
     };
-    let mut summary = Summary {
-        fibers_asked: list.as_ref().map_or(0, |l| l.fibers.len()),
-        duplicates: list.as_ref().map_or(0, |l| l.duplicates),
-        selected: fibers.len(),
-        catalog: source,
-        fibers_found: fibers.len(),
-        fibers_missing: 0,
-        missing: Vec::new(),
-        datasets: 0,
-        bytes: 0,
-        ranks: job.size(),
-        io: req.io,
-        record_bytes: 0,
-        collective_writes: 0,
-        phases: None,
-        export: None,
-        seconds: 0.0,
-        kept: 0,
-        added: 0,
-        dropped: 0,
-        peak_rss_mb: Vec::new(),
-        output: req.output.as_ref().map(|o| o.display().to_string()),
-        warnings,
-        listing: None,
-        missing_ids: Vec::new(),
-    };
+    let mut summary = Summary::empty(job, req);
+    summary.fibers_asked = list.as_ref().map_or(0, |l| l.fibers.len());
+    summary.duplicates = list.as_ref().map_or(0, |l| l.duplicates);
+    summary.selected = fibers.len();
+    summary.catalog = source;
+    summary.fibers_found = fibers.len();
+    summary.matching = matching;
+    summary.ids = ids;
+    summary.warnings = warnings;
     if req.list {
-        summary.listing = Some(list_csv(subset.as_ref().expect("--list reads the catalog")));
+        summary.listing = listing;
     } else {
         if let Some(output) = &req.output {
             let mut fibers = fibers.clone();
@@ -318,7 +350,7 @@ pub fn run(job: &Job, req: &Request) -> Result<Summary> {
                 reuse: req.keep.map(|_| output.clone()),
             };
             let r: QueryReport = run_query(job, &opts)?;
-            if subset.is_none() {
+            if source.is_none() {
                 missing = r.missing.clone();
             }
             summary.fibers_found = r.fibers_found;
@@ -346,6 +378,35 @@ pub fn run(job: &Job, req: &Request) -> Result<Summary> {
     summary.fibers_missing = missing.len();
     summary.missing = missing.iter().map(FiberId::to_string).collect();
     summary.missing_ids = missing;
+    summary.seconds = start.elapsed().as_secs_f64();
+    summary.peak_rss_mb = job.all_gather(&(ranks::peak_rss_kib() as f64 / 1024.0))?;
+    Ok(summary)
+}
+
+/// `--sql`: rank 0 runs the query and prints its result (the binary does) or writes it to Parquet.
+fn run_sql(job: &Job, req: &Request, sql: &str, start: Instant) -> Result<Summary> {
+    let (result, warnings) = selection::run_sql(job, &req.store, sql)?;
+    let mut summary = Summary::empty(job, req);
+    summary.output = req.parquet.as_ref().map(|o| o.display().to_string());
+    summary.warnings = warnings;
+    let mut failure = None;
+    if let Some(rows) = result {
+        summary.sql_rows = Some(rows.num_rows());
+        let written = match &req.parquet {
+            Some(path) => crate::export::write_parquet(path, &rows),
+            None => selection::csv_of(&rows).map(|csv| summary.listing = Some(csv)),
+        };
+        failure = written.err();
+    }
+    let failed = job.any(failure.is_some());
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if failed {
+        return Err(QueryError::OtherRank);
+    }
+    let rows = job.max_u64(summary.sql_rows.unwrap_or(0) as u64);
+    summary.sql_rows = Some(rows as usize);
     summary.seconds = start.elapsed().as_secs_f64();
     summary.peak_rss_mb = job.all_gather(&(ranks::peak_rss_kib() as f64 / 1024.0))?;
     Ok(summary)

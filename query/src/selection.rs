@@ -1,22 +1,34 @@
-//! Resolving what a query selects: a fiber list alone needs nothing else; filters, `--list` and the
-//! exports read the store's catalog. Rows of store files the catalog does not reflect (newer than
-//! it, or missing from it — an ingest killed between writing a store file and the catalog) and of
-//! stores without a catalog are built from the HDF5 files by the ranks in parallel, so the answer is
-//! never stale.
+//! Resolving what a query selects. A fiber list alone needs nothing else; filters (`--where` and
+//! the named ones), `--match`, `--ids`, `--list`, `--sql` and the exports read the store's catalog.
+//! Rank 0 runs the SQL engine and tells every rank the answer. Rows of store files the catalog does
+//! not reflect (newer than it, missing from it — an ingest killed between writing a store file and
+//! the catalog — or a store without a catalog) are first built from the HDF5 files by the ranks in
+//! parallel, so the answer is never stale.
 
-use std::path::Path;
-use std::time::SystemTime;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use catalog::index::{Catalog, CatalogError, CatalogRow};
-use catalog::select::Selection;
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch, StringArray};
+use arrow::compute::take;
+use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
+use catalog::build::build_on_ranks;
+use catalog::crossmatch::{crossmatch, read_targets};
+use catalog::filters::Filters;
+use catalog::freshness;
+use catalog::ids::read_ids;
+use catalog::sky::Angle;
+use catalog::sql::{key_in, one_of, Engine};
+use catalog::{columns, Catalog, CatalogError};
 use model::{layout, FiberId};
-use ranks::{partition_by_weight, Job};
+use ranks::Job;
+use serde::{Deserialize, Serialize};
+use store::files::StoreFile;
 
 use crate::error::{QueryError, Result};
-use crate::scan::{list_store, StoreFile};
 
 /// Where the catalog rows came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CatalogSource {
     /// `<STORE>/catalog.parquet` (with any stale rows rebuilt from their store files).
@@ -25,127 +37,434 @@ pub enum CatalogSource {
     StoreScan,
 }
 
-/// A catalog ready for selections.
-pub struct Loaded {
-    pub catalog: Catalog,
-    pub source: CatalogSource,
-    pub warnings: Vec<String>,
+/// The columns `--list` prints (with the ID column of `--ids`, and target columns and the
+/// separation with `--match`).
+pub const LIST_COLUMNS: [&str; 8] = [
+    columns::KEY,
+    columns::PLATE,
+    columns::MJD,
+    columns::FIBER,
+    columns::RA,
+    columns::DEC,
+    columns::CLASS,
+    columns::Z,
+];
+
+/// A crossmatch asked for.
+#[derive(Debug, Clone)]
+pub struct MatchRequest {
+    pub targets: PathBuf,
+    pub radius: Angle,
+    pub all: bool,
 }
 
-/// Reads the catalog of a store and brings it up to date with the store files in memory (the file
-/// itself is left to `boss-ingest`).
-pub fn load_catalog(job: &Job, store: &Path) -> Result<Loaded> {
+/// What selects the fibers: every part given must hold (AND).
+#[derive(Debug, Clone, Default)]
+pub struct Ask {
+    pub list: Option<Vec<FiberId>>,
+    pub filters: Filters,
+    pub ids: Option<PathBuf>,
+    pub matching: Option<MatchRequest>,
+    /// The catalog rows of the selection are needed on every rank (exports).
+    pub rows: bool,
+    /// The `--list` CSV is wanted.
+    pub listing: bool,
+}
+
+/// How a crossmatch went.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MatchReport {
+    pub targets: usize,
+    pub matched_targets: usize,
+    pub matches: usize,
+    pub radius_arcsec: f64,
+}
+
+/// How an ID lookup went.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IdReport {
+    pub column: String,
+    pub ids: usize,
+    pub duplicates: usize,
+    /// IDs without a fiber in the store.
+    pub not_found: usize,
+}
+
+/// The answer, on every rank.
+#[derive(Debug, Default)]
+pub struct Selected {
+    /// The selected fibers, sorted.
+    pub fibers: Vec<FiberId>,
+    /// Their catalog rows (every column, sorted by key) when [`Ask::rows`].
+    pub rows: Option<RecordBatch>,
+    /// The `--list` CSV (rank 0).
+    pub listing: Option<String>,
+    pub source: Option<CatalogSource>,
+    pub warnings: Vec<String>,
+    /// Listed fibers the store does not have.
+    pub missing: Vec<FiberId>,
+    pub matching: Option<MatchReport>,
+    pub ids: Option<IdReport>,
+}
+
+/// What rank 0 tells the others.
+#[derive(Serialize, Deserialize)]
+struct Shared {
+    keys: Vec<i64>,
+    missing: Vec<i64>,
+    source: CatalogSource,
+    warnings: Vec<String>,
+    matching: Option<MatchReport>,
+    ids: Option<IdReport>,
+}
+
+/// A catalog ready for SQL, on rank 0.
+struct Opened {
+    engine: Engine,
+    source: CatalogSource,
+    warnings: Vec<String>,
+}
+
+/// Opens the store's catalog for SQL (collective: stale rows are built by every rank). Some on
+/// rank 0, None on the others.
+fn open_catalog(job: &Job, store: &Path) -> Result<Option<Opened>> {
     let path = store.join(layout::CATALOG_FILE);
-    let files = list_store(store)?;
-    let (mut catalog, source) = match Catalog::read_parquet(&path) {
-        Ok(c) => (c, CatalogSource::CatalogFile),
-        Err(CatalogError::Missing { .. }) => (Catalog::new(), CatalogSource::StoreScan),
-        Err(e) => return Err(e.into()),
+    let checked: Option<std::result::Result<FreshPlan, String>> = job.is_root().then(|| {
+        freshness::check(store, false)
+            .map(|f| FreshPlan::of(&f))
+            .map_err(|e| e.to_string())
+    });
+    let fresh: std::result::Result<FreshPlan, String> = job.broadcast(checked.as_ref())?;
+    let fresh = match fresh {
+        Ok(f) => f,
+        Err(e) if job.is_root() => return Err(QueryError::Catalog(CatalogError::Input(e))),
+        Err(_) => return Err(QueryError::OtherRank),
     };
-    let catalog_time = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-    let known: std::collections::HashSet<String> = catalog.file_names().into_iter().collect();
-    let stale: Vec<&StoreFile> = files
-        .iter()
-        .filter(|f| {
-            source == CatalogSource::StoreScan
-                || !known.contains(&layout::store_file_name(f.pm))
-                || newer(&f.path, catalog_time)
-        })
-        .collect();
-    let present: std::collections::HashSet<String> = files
-        .iter()
-        .map(|f| layout::store_file_name(f.pm))
-        .collect();
-    let gone: Vec<String> = known
-        .iter()
-        .filter(|f| !present.contains(*f))
-        .cloned()
-        .collect();
-    let mut warnings = Vec::new();
-    if source == CatalogSource::CatalogFile && (!stale.is_empty() || !gone.is_empty()) {
-        warnings.push(format!(
-            "{} is older than {} store file(s) and lists {} that no longer exist: their rows were read from the store files (run boss-ingest --rebuild-catalog {} to refresh it)",
-            path.display(),
-            stale.len(),
-            gone.len(),
-            store.display()
-        ));
+    let built = build_on_ranks(job, &fresh.stale)?;
+    let Some(built) = built else {
+        return Ok(None);
+    };
+    if !built.errors.is_empty() {
+        return Err(CatalogError::StoreFiles(built.errors).into());
     }
-    if !stale.is_empty() || !gone.is_empty() {
-        let rows = rows_of(job, &stale)?;
-        let mut replaced: Vec<String> = stale
-            .iter()
-            .map(|f| layout::store_file_name(f.pm))
-            .collect();
-        replaced.extend(gone);
-        catalog.replace_files(&replaced, rows);
+    if fresh.current {
+        let engine = Engine::over_file(&path)?;
+        return Ok(Some(Opened {
+            engine,
+            source: CatalogSource::CatalogFile,
+            warnings: Vec::new(),
+        }));
     }
-    Ok(Loaded {
-        catalog,
+    let (mut catalog, source, warning) = match &fresh.unusable {
+        None => (
+            Catalog::read(&path)?,
+            CatalogSource::CatalogFile,
+            Some(format!(
+                "{} is older than {} store file(s) and lists {} that no longer exist: their rows were read from the store files (run boss-ingest --rebuild-catalog {} to refresh it)",
+                path.display(),
+                fresh.stale.len(),
+                fresh.gone.len(),
+                store.display()
+            )),
+        ),
+        Some(_) if !path.exists() => (Catalog::empty(), CatalogSource::StoreScan, None),
+        Some(why) => (
+            Catalog::empty(),
+            CatalogSource::StoreScan,
+            Some(format!(
+                "{why}: every row was read from the store files (run boss-ingest --rebuild-catalog {} to rewrite it)",
+                store.display()
+            )),
+        ),
+    };
+    catalog.replace(&fresh.replaced, built.batches)?;
+    Ok(Some(Opened {
+        engine: Engine::over_catalog(&catalog)?,
         source,
-        warnings,
+        warnings: warning.into_iter().collect(),
+    }))
+}
+
+/// What every rank needs of [`freshness::Freshness`].
+#[derive(Serialize, Deserialize)]
+struct FreshPlan {
+    current: bool,
+    unusable: Option<String>,
+    stale: Vec<StoreFile>,
+    gone: Vec<String>,
+    replaced: HashSet<String>,
+}
+
+impl FreshPlan {
+    fn of(f: &freshness::Freshness) -> Self {
+        Self {
+            current: f.is_current(),
+            unusable: f.unusable.clone(),
+            stale: f.stale.clone(),
+            gone: f.gone.clone(),
+            replaced: f.replaced(),
+        }
+    }
+}
+
+/// Resolves a selection on every rank (collective).
+pub fn select(job: &Job, store: &Path, ask: &Ask) -> Result<Selected> {
+    let opened = open_catalog(job, store)?;
+    // Every rank learns rank 0's answer, or that it failed (rank 0 keeps its error to report it).
+    let mut root_error = None;
+    let (mut root_rows, mut listing) = (None, None);
+    let message: Option<std::result::Result<Shared, String>> =
+        match opened.map(|o| on_root(&o, ask)) {
+            Some(Ok((s, rows, list))) => {
+                (root_rows, listing) = (rows, list);
+                Some(Ok(s))
+            }
+            Some(Err(e)) => {
+                let m = e.to_string();
+                root_error = Some(e);
+                Some(Err(m))
+            }
+            None => None,
+        };
+    let shared: std::result::Result<Shared, String> = job.broadcast(message.as_ref())?;
+    if let Some(e) = root_error {
+        return Err(e);
+    }
+    let shared = shared.map_err(|_| QueryError::OtherRank)?;
+    let rows = if ask.rows {
+        let bytes = match &root_rows {
+            Some(r) if job.is_root() => catalog::ipc::to_bytes(r)?,
+            _ => Vec::new(),
+        };
+        let bytes = job.broadcast_bytes(bytes);
+        Some(match root_rows {
+            Some(r) => r,
+            None => catalog::ipc::from_bytes(&bytes)?,
+        })
+    } else {
+        None
+    };
+    Ok(Selected {
+        fibers: shared.keys.iter().map(|&k| FiberId::from_key(k)).collect(),
+        rows,
+        listing,
+        source: Some(shared.source),
+        warnings: shared.warnings,
+        missing: shared
+            .missing
+            .iter()
+            .map(|&k| FiberId::from_key(k))
+            .collect(),
+        matching: shared.matching,
+        ids: shared.ids,
     })
 }
 
-fn newer(path: &Path, than: Option<SystemTime>) -> bool {
-    match (std::fs::metadata(path).and_then(|m| m.modified()), than) {
-        (Ok(m), Some(c)) => m >= c,
-        _ => true,
+/// Rank 0's part: the SQL, the crossmatch, the listing.
+fn on_root(o: &Opened, ask: &Ask) -> Result<(Shared, Option<RecordBatch>, Option<String>)> {
+    let engine = &o.engine;
+    let mut filter = ask.filters.to_sql();
+    let mut exprs = Vec::new();
+    let mut missing = Vec::new();
+    if let Some(list) = &ask.list {
+        let keys: Vec<i64> = list.iter().map(|f| f.key()).collect();
+        exprs.push(key_in(&keys));
+        // Listed fibers the catalog does not have at all (not those the filters leave out).
+        let present = engine.select(None, vec![key_in(&keys)], Some(&[columns::KEY]))?;
+        let present: HashSet<i64> = key_values(&present).collect();
+        missing = keys.into_iter().filter(|k| !present.contains(k)).collect();
     }
-}
-
-/// Catalog rows of these store files, read by the ranks in parallel, on every rank.
-fn rows_of(job: &Job, files: &[&StoreFile]) -> Result<Vec<CatalogRow>> {
-    let owner = partition_by_weight(
-        &files.iter().map(|f| f.bytes).collect::<Vec<_>>(),
-        job.size(),
-    );
-    let mut rows: Vec<CatalogRow> = Vec::new();
-    let mut error = None;
-    for (f, o) in files.iter().zip(owner) {
-        if o != job.rank() {
-            continue;
-        }
-        match catalog::from_store::catalog_rows(&f.path, f.pm) {
-            Ok(r) => rows.extend(r),
-            Err(e) => error = Some(QueryError::hdf5(&f.path, "cannot read for the catalog", e)),
-        }
+    let mut id_report = None;
+    let mut id_column = None;
+    if let Some(path) = &ask.ids {
+        let list = read_ids(path, |c| engine.column_type(c))?;
+        let values = list.values.clone();
+        exprs.push(one_of(&list.column, values));
+        id_report = Some(IdReport {
+            column: list.column.clone(),
+            ids: list.values.len(),
+            duplicates: list.duplicates,
+            not_found: 0,
+        });
+        id_column = Some(list.column);
     }
-    let failed = job.any(error.is_some());
-    if let Some(e) = error {
-        return Err(e);
-    }
-    if failed {
-        return Err(QueryError::OtherRank);
-    }
-    Ok(job.all_gather(&rows)?.into_iter().flatten().collect())
-}
-
-/// The selected fibers (sorted by key) and their catalog rows.
-pub fn select(catalog: &Catalog, selection: &Selection) -> (Vec<FiberId>, Catalog) {
-    let rows = selection.select(catalog);
-    let subset = catalog.take(&rows);
-    let fibers = (0..subset.len()).map(|i| subset.fiber_id(i)).collect();
-    (fibers, subset)
-}
-
-/// The `--list` output: a CSV that is itself a valid `--fibers` list.
-pub fn list_csv(subset: &Catalog) -> String {
-    let mut out = String::from("key,plate,mjd,fiber,ra,dec,class,z\n");
-    for i in 0..subset.len() {
-        let r = subset.row(i);
-        let opt = |v: Option<String>| v.unwrap_or_default();
-        out.push_str(&format!(
-            "{},{},{},{},{},{},{},{}\n",
-            r.key,
-            r.plate,
-            r.mjd,
-            r.fiber,
-            opt(r.ra.map(|v| v.to_string())),
-            opt(r.dec.map(|v| v.to_string())),
-            opt(r.class.clone()),
-            opt(r.z.map(|v| v.to_string())),
+    let mut matched = None;
+    if let Some(m) = &ask.matching {
+        let targets = read_targets(&m.targets)?;
+        let cand = engine.select(
+            filter.as_deref(),
+            exprs.clone(),
+            Some(&[columns::KEY, columns::RA, columns::DEC]),
+        )?;
+        let keys: Vec<i64> = key_values(&cand).collect();
+        let ra = cand.column(1).as_primitive::<Float64Type>();
+        let dec = cand.column(2).as_primitive::<Float64Type>();
+        let with_position: Vec<usize> = (0..cand.num_rows())
+            .filter(|&i| ra.is_valid(i) && dec.is_valid(i))
+            .collect();
+        let positions: Vec<(f64, f64)> = with_position
+            .iter()
+            .map(|&i| (ra.value(i), dec.value(i)))
+            .collect();
+        let t: Vec<(f64, f64)> = targets
+            .ra
+            .iter()
+            .copied()
+            .zip(targets.dec.iter().copied())
+            .collect();
+        let found = crossmatch(&positions, &t, m.radius, m.all)?;
+        let mut fiber_keys: Vec<i64> = found
+            .iter()
+            .map(|f| keys[with_position[f.position]])
+            .collect();
+        let report = MatchReport {
+            targets: targets.len(),
+            matched_targets: found.iter().map(|f| f.target).collect::<HashSet<_>>().len(),
+            matches: found.len(),
+            radius_arcsec: m.radius.arcsec(),
+        };
+        fiber_keys.sort_unstable();
+        fiber_keys.dedup();
+        // The filters are applied: the matched keys are the selection.
+        filter = None;
+        exprs = vec![key_in(&fiber_keys)];
+        matched = Some((
+            targets,
+            found
+                .into_iter()
+                .map(|f| (f.target, keys[with_position[f.position]], f.separation))
+                .collect::<Vec<_>>(),
+            report,
         ));
     }
-    out
+    let mut list_columns: Vec<&str> = LIST_COLUMNS.to_vec();
+    if let Some(c) = &id_column {
+        list_columns.push(c);
+    }
+    let columns: Option<&[&str]> = if ask.rows {
+        None
+    } else if ask.listing {
+        Some(&list_columns)
+    } else {
+        Some(&[columns::KEY])
+    };
+    let rows = engine.select(filter.as_deref(), exprs, columns)?;
+    let keys: Vec<i64> = key_values(&rows).collect();
+    if let (Some(r), Some(c)) = (&mut id_report, &id_column) {
+        let found: HashSet<String> = (0..rows.num_rows())
+            .filter_map(|i| {
+                let col = rows.column_by_name(c)?;
+                arrow::util::display::array_value_to_string(col, i).ok()
+            })
+            .collect();
+        r.not_found = r.ids.saturating_sub(found.len());
+    }
+    let listing = if ask.listing {
+        Some(match &matched {
+            Some((targets, found, _)) => match_listing(targets, found, &rows, &list_columns)?,
+            None => csv_of(&project(&rows, &list_columns)?)?,
+        })
+    } else {
+        None
+    };
+    let shared = Shared {
+        keys,
+        missing,
+        source: o.source,
+        warnings: o.warnings.clone(),
+        matching: matched.map(|m| m.2),
+        ids: id_report,
+    };
+    Ok((shared, ask.rows.then_some(rows), listing))
+}
+
+fn key_values(b: &RecordBatch) -> impl Iterator<Item = i64> + '_ {
+    let k = b
+        .column_by_name(columns::KEY)
+        .expect("selections keep the key")
+        .as_primitive::<Int64Type>();
+    k.values().iter().copied()
+}
+
+/// The named columns of a batch.
+fn project(b: &RecordBatch, names: &[&str]) -> Result<RecordBatch> {
+    let idx: Vec<usize> = names
+        .iter()
+        .map(|n| {
+            b.schema()
+                .index_of(n)
+                .map_err(|e| QueryError::Catalog(CatalogError::Sql(e.to_string())))
+        })
+        .collect::<Result<_>>()?;
+    b.project(&idx)
+        .map_err(|e| QueryError::Catalog(CatalogError::Sql(e.to_string())))
+}
+
+/// A batch as CSV with a header (the `--list` and `--sql` output).
+pub fn csv_of(b: &RecordBatch) -> Result<String> {
+    let mut buf = Vec::new();
+    {
+        let mut w = arrow::csv::WriterBuilder::new()
+            .with_header(true)
+            .build(&mut buf);
+        w.write(b).map_err(QueryError::Ipc)?;
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// The `--list` of a crossmatch: each target's columns as written, then its fiber's columns and the
+/// separation in arcseconds, one line per match in target order.
+fn match_listing(
+    targets: &catalog::crossmatch::Targets,
+    found: &[(usize, i64, f64)],
+    rows: &RecordBatch,
+    columns: &[&str],
+) -> Result<String> {
+    let keys: std::collections::HashMap<i64, u64> = key_values(rows)
+        .enumerate()
+        .map(|(i, k)| (k, i as u64))
+        .collect();
+    let idx = arrow::array::UInt64Array::from_iter_values(found.iter().map(|f| keys[&f.1]));
+    let mut fields: Vec<Field> = Vec::new();
+    let mut arrays: Vec<ArrayRef> = Vec::new();
+    let fiber_names: HashSet<String> = columns.iter().map(|c| c.to_ascii_lowercase()).collect();
+    for (j, h) in targets.header.iter().enumerate() {
+        // A target column named like a fiber column gets a prefix: both are printed.
+        let name = if fiber_names.contains(&h.to_ascii_lowercase())
+            || h.eq_ignore_ascii_case("separation_arcsec")
+        {
+            format!("target_{h}")
+        } else {
+            h.clone()
+        };
+        fields.push(Field::new(name, DataType::Utf8, false));
+        arrays.push(Arc::new(StringArray::from_iter_values(
+            found.iter().map(|f| targets.rows[f.0][j].as_str()),
+        )));
+    }
+    let projected = project(rows, columns)?;
+    for (f, a) in projected.schema().fields().iter().zip(projected.columns()) {
+        fields.push(f.as_ref().clone());
+        arrays.push(take(a, &idx, None).map_err(QueryError::Ipc)?);
+    }
+    fields.push(Field::new("separation_arcsec", DataType::Float64, false));
+    arrays.push(Arc::new(Float64Array::from_iter_values(
+        found.iter().map(|f| f.2 * 3600.0),
+    )));
+    let b = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(QueryError::Ipc)?;
+    csv_of(&b)
+}
+
+/// Runs `--sql` (collective: stale rows are built by every rank; rank 0 runs the query). The
+/// result: on rank 0, the rows.
+pub fn run_sql(job: &Job, store: &Path, sql: &str) -> Result<(Option<RecordBatch>, Vec<String>)> {
+    let opened = open_catalog(job, store)?;
+    let answer = opened.map(|o| o.engine.query(sql).map(|r| (r, o.warnings)));
+    let failed = job.any(matches!(answer, Some(Err(_))));
+    match answer {
+        Some(Ok((r, w))) => Ok((Some(r), w)),
+        Some(Err(e)) => Err(e.into()),
+        None if failed => Err(QueryError::OtherRank),
+        None => Ok((None, Vec::new())),
+    }
 }

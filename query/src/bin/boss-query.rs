@@ -1,4 +1,5 @@
-//! `boss-query`: selects fibers from the store — by list, sky cone, redshift, class — and copies them
+//! `boss-query`: selects fibers from the store — by list, SQL over the catalog, crossmatch with a
+//! target list, object IDs, sky cone, redshift, class — and copies them
 //! into one shared HDF5 file and/or exports them to Arrow/Parquet, in parallel under `mpirun`/`srun`
 //! or as a plain process. This file is the command line only: arguments → [`query::job::Request`] →
 //! [`query::job::run`] → messages and the exit code.
@@ -6,12 +7,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use catalog::select::Cone;
+use catalog::filters::Filters;
+use catalog::sky::{Angle, Cone};
 use clap::Parser;
 use query::engine::IoMode;
 use query::error::QueryError;
 use query::export::SpectralColumn;
-use query::job::{Filters, Keep, Request, Summary};
+use query::job::{Keep, Request, Summary};
+use query::selection::MatchRequest;
 use ranks::Job;
 
 /// Select fibers from a BOSS store and copy them (coadd, exposures, and the matching rows of plugmap,
@@ -30,6 +33,34 @@ struct Args {
     /// columns ignored), or H5Boss's space-separated format with the header `plates mjds fibers`.
     #[arg(long, value_name = "LIST")]
     fibers: Option<PathBuf>,
+    /// Only fibers whose catalog row passes this SQL boolean expression, over any catalog column in
+    /// any case, e.g. "sn_median_all > 5 AND (boss_target1 & 1024) != 0"; repeat to AND several.
+    /// Also: in_cone(ra, dec, RA0, DEC0, RADIUS) and sky_distance(ra1, dec1, ra2, dec2), degrees.
+    #[arg(long = "where", value_name = "EXPR")]
+    wheres: Vec<String>,
+    /// Crossmatch with a target list: CSV with ra and dec columns (degrees); each target gets the
+    /// nearest fiber within --radius. Other columns are carried into --list.
+    #[arg(long = "match", value_name = "TARGETS.csv")]
+    match_targets: Option<PathBuf>,
+    /// Crossmatch radius with its unit: 2arcsec, 0.5arcmin, 0.001deg.
+    #[arg(
+        long,
+        value_name = "ANGLE",
+        default_value = "2arcsec",
+        requires = "match_targets"
+    )]
+    radius: Angle,
+    /// With --match: every fiber within the radius of a target, not only the nearest.
+    #[arg(long, requires = "match_targets")]
+    all_matches: bool,
+    /// Only the fibers of these objects: CSV with a SPECOBJID, THING_ID or TARGETID column.
+    #[arg(long, value_name = "IDS.csv")]
+    ids: Option<PathBuf>,
+    /// Run a whole SQL query over the table `catalog` and print the result as CSV (or write it with
+    /// --parquet), e.g. "SELECT plate, mjd, fiber, z FROM catalog WHERE class = 'QSO'". A result with
+    /// plate, mjd and fiber columns is itself a --fibers list.
+    #[arg(long, value_name = "QUERY")]
+    sql: Option<String>,
     /// Only fibers within RADIUS degrees (great circle) of RA,DEC (degrees).
     #[arg(long, value_name = "RA,DEC,RADIUS", allow_hyphen_values = true)]
     cone: Option<Cone>,
@@ -48,7 +79,8 @@ struct Args {
     /// Only primary spectra (SPECPRIMARY).
     #[arg(long)]
     primary: bool,
-    /// Print the selected fibers as CSV (key,plate,mjd,fiber,ra,dec,class,z) and write nothing else.
+    /// Print the selected fibers as CSV (key,plate,mjd,fiber,ra,dec,class,z; with --match the target
+    /// columns first and separation_arcsec last) and write nothing else.
     #[arg(long)]
     list: bool,
     /// Output HDF5 file.
@@ -99,7 +131,15 @@ impl Args {
                 classes: self.classes.clone(),
                 zwarning_zero: self.zwarning_zero,
                 primary: self.primary,
+                wheres: self.wheres.clone(),
             },
+            ids: self.ids.clone(),
+            matching: self.match_targets.as_ref().map(|t| MatchRequest {
+                targets: t.clone(),
+                radius: self.radius,
+                all: self.all_matches,
+            }),
+            sql: self.sql.clone(),
             list: self.list,
             output: self.output.clone(),
             arrow: self.arrow.clone(),
@@ -130,7 +170,10 @@ fn main() -> ExitCode {
         Err(QueryError::OtherRank) => 2,
         Err(e) => {
             // Errors every rank sees alike are said once; a rank's own failure names the rank.
-            let shared = matches!(e, QueryError::Invalid(_) | QueryError::List(_));
+            let shared = matches!(
+                e,
+                QueryError::Invalid(_) | QueryError::List(_) | QueryError::Catalog(_)
+            );
             if job.is_root() || !shared {
                 let rank = if job.size() > 1 && !shared {
                     format!(" (rank {})", job.rank())
@@ -209,6 +252,18 @@ fn report(args: &Args, job: &Job, s: &Summary) -> u8 {
             p.create,
             p.write,
             p.close
+        );
+    }
+    if let Some(m) = &s.matching {
+        eprintln!(
+            "boss-query: {} of {} targets matched within {} arcsec ({} fibers)",
+            m.matched_targets, m.targets, m.radius_arcsec, s.selected
+        );
+    }
+    if let Some(i) = &s.ids {
+        eprintln!(
+            "boss-query: {} {} IDs: {} fibers, {} IDs not in the store",
+            i.ids, i.column, s.selected, i.not_found
         );
     }
     if let Some(e) = &s.export {
