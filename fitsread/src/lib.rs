@@ -1072,10 +1072,24 @@ mod tests {
         );
     }
 
-    /// The fuzzer's first crash (a 71-character unquoted TTYPE17 made cfitsio 4.2 overflow a
-    /// column buffer and abort): now one error naming the card.
+    /// The fuzzer's crashes (a 70-71-character unquoted TTYPE made cfitsio 4.2 overflow a column
+    /// buffer and abort): now one error naming the card.
     #[test]
     fn the_fuzzed_long_unquoted_ttype_is_an_error() {
+        // The third: an empty NAXIS in the primary header, after which cfitsio reads on.
+        let empty = include_bytes!("../../fuzz/regressions/fits_reader-empty-naxis.fits");
+        let err = Fits::open_memory(empty.to_vec()).err().unwrap();
+        assert!(
+            matches!(&err, FitsError::UnsafeCard { keyword, .. } if keyword == "TTYPE8"),
+            "{err}"
+        );
+        // The second: form feeds before a quote, which cfitsio takes as part of the value.
+        let feeds = include_bytes!("../../fuzz/regressions/fits_reader-form-feed-ttype.fits");
+        let err = Fits::open_memory(feeds.to_vec()).err().unwrap();
+        assert!(
+            matches!(&err, FitsError::UnsafeCard { keyword, .. } if keyword == "TTYPE5"),
+            "{err}"
+        );
         let bytes = include_bytes!("../../fuzz/regressions/fits_reader-long-unquoted-ttype.fits");
         let err = Fits::open_memory(bytes.to_vec()).err().unwrap();
         assert!(

@@ -2,7 +2,8 @@
 //! keyword value into fixed 70-byte column buffers without a bound (`ffgtbp`, reached from
 //! `ffthdu`), so a card such as `TTYPE1  =eeee…` (71 characters) aborts the process. Headers are
 //! walked HDU by HDU as the FITS standard lays them out (2880-byte blocks, cards up to `END`, data
-//! of |BITPIX|/8 × GCOUNT × (PCOUNT + NAXIS1 × … × NAXISn) bytes), and such a card is refused.
+//! of |BITPIX|/8 × GCOUNT × (PCOUNT + NAXIS1 × … × NAXISn) bytes; where that cannot be told, every
+//! later block starting with `XTENSION`), and such a card is refused.
 //! Anything else — structure cfitsio itself rejects, truncated files — is left to cfitsio and the
 //! reader's own checks.
 
@@ -21,20 +22,34 @@ pub struct BadCard {
     pub keyword: String,
 }
 
-/// Walks the headers of `file` (`size` bytes); the first unsafe card, if any.
+/// Walks the headers of `file` (`size` bytes); the first unsafe card, if any. Where a header's
+/// data size cannot be told (a keyword cfitsio may read more leniently), every later block that
+/// starts with `XTENSION` is taken for a header, so that nothing cfitsio may parse goes unchecked.
 pub fn check<R: Read + Seek>(file: &mut R, size: u64) -> std::io::Result<Option<BadCard>> {
     let mut start = 0u64;
     let mut hdu = 0;
+    let mut exact = true;
     let mut block = vec![0u8; BLOCK as usize];
-    while start + BLOCK <= size {
+    while start + CARD as u64 <= size {
         file.seek(SeekFrom::Start(start))?;
+        if !exact {
+            let mut first = [0u8; 8];
+            file.read_exact(&mut first)?;
+            if &first != b"XTENSION" {
+                start += BLOCK;
+                continue;
+            }
+            file.seek(SeekFrom::Start(start))?;
+        }
         let mut header = Header::default();
         let mut blocks = 0u64;
         let mut ended = false;
-        while !ended && start + (blocks + 1) * BLOCK <= size {
-            file.read_exact(&mut block)?;
+        // A last partial block is read too: its cards are checked like any other.
+        while !ended && start + blocks * BLOCK < size {
+            let n = (size - start - blocks * BLOCK).min(BLOCK) as usize;
+            file.read_exact(&mut block[..n])?;
             blocks += 1;
-            for (i, card) in block.chunks(CARD).enumerate() {
+            for (i, card) in block[..n - n % CARD].chunks(CARD).enumerate() {
                 let number = (blocks as usize - 1) * (BLOCK as usize / CARD) + i + 1;
                 if card.starts_with(b"END     ") || card == b"END" {
                     ended = true;
@@ -52,10 +67,11 @@ pub fn check<R: Read + Seek>(file: &mut R, size: u64) -> std::io::Result<Option<
         if !ended {
             return Ok(None);
         }
-        let Some(data) = header.data_bytes() else {
-            return Ok(None);
-        };
-        start += blocks * BLOCK + data.div_ceil(BLOCK).saturating_mul(BLOCK);
+        start += blocks * BLOCK;
+        match header.data_bytes() {
+            Some(data) if exact => start += data.div_ceil(BLOCK).saturating_mul(BLOCK),
+            _ => exact = false,
+        }
         hdu += 1;
     }
     Ok(None)
@@ -79,7 +95,8 @@ impl Header {
         }
         let keyword = String::from_utf8_lossy(&card[..8]).trim_end().to_string();
         let value = &card[9..];
-        let text = value.trim_ascii_start();
+        // Only blanks separate a value from `=` for cfitsio (a form feed is part of the value).
+        let text = &value[value.iter().take_while(|&&c| c == b' ').count()..];
         if !text.starts_with(b"'") {
             let token = text.iter().take_while(|&&c| c != b' ' && c != b'/').count();
             if token > LONGEST_UNQUOTED {
@@ -169,6 +186,23 @@ mod tests {
                 keyword: "TTYPE1".into()
             })
         );
+    }
+
+    #[test]
+    fn a_header_of_unknown_size_does_not_hide_the_next_ones() {
+        let mut bytes = file(&[
+            card("SIMPLE  =                    T"),
+            card("BITPIX  =                    8"),
+            card("NAXIS   =                      / empty: cfitsio reads on"),
+        ]);
+        bytes.extend(vec![b' '; 2880]);
+        bytes.extend(file(&[
+            card("XTENSION= 'BINTABLE'"),
+            card(&format!("TTYPE8  ={}", "9".repeat(71))),
+        ]));
+        let size = bytes.len() as u64;
+        let bad = check(&mut std::io::Cursor::new(bytes), size).unwrap();
+        assert_eq!(bad.map(|b| b.keyword).as_deref(), Some("TTYPE8"));
     }
 
     #[test]
