@@ -11,8 +11,8 @@ use store::files::StoreFile;
 use crate::error::CatalogError;
 use crate::file::footer;
 
-/// The state of a store's catalog.
-#[derive(Debug, Clone)]
+/// The state of a store's catalog (rank 0 checks it and broadcasts it as it is).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Freshness {
     /// Why the catalog file cannot be used at all (missing, unreadable, older format): every store
     /// file is stale.
@@ -21,8 +21,6 @@ pub struct Freshness {
     pub stale: Vec<StoreFile>,
     /// Store files the catalog lists that no longer exist.
     pub gone: Vec<String>,
-    /// Every store file.
-    pub files: Vec<StoreFile>,
 }
 
 impl Freshness {
@@ -59,9 +57,8 @@ pub fn check(store: &Path, rebuild: bool) -> Result<Freshness, CatalogError> {
         Err(why) => {
             return Ok(Freshness {
                 unusable: Some(why),
-                stale: files.clone(),
+                stale: files,
                 gone: Vec::new(),
-                files,
             })
         }
     };
@@ -82,7 +79,6 @@ pub fn check(store: &Path, rebuild: bool) -> Result<Freshness, CatalogError> {
         unusable: None,
         stale,
         gone,
-        files,
     })
 }
 

@@ -11,7 +11,6 @@ use catalog::freshness::{self, Freshness};
 use model::layout;
 use ranks::Job;
 use serde::{Deserialize, Serialize};
-use store::files::StoreFile;
 
 /// What a catalog update did.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -23,28 +22,15 @@ pub struct SyncOutcome {
     pub errors: Vec<String>,
 }
 
-/// What every rank needs of rank 0's look at the store.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Plan {
-    current: bool,
-    rebuild: bool,
-    stale: Vec<StoreFile>,
-    gone: Vec<String>,
-}
-
-fn plan(dir: &Path, rebuild: bool) -> Result<Plan, String> {
+/// Rank 0's look at the store, with the warning printed where it is made.
+fn plan(dir: &Path, rebuild: bool) -> Result<Freshness, String> {
     let f: Freshness = freshness::check(dir, rebuild).map_err(|e| e.to_string())?;
     if let Some(why) = &f.unusable {
         if dir.join(layout::CATALOG_FILE).exists() && !rebuild {
             eprintln!("boss-ingest: warning: {why}; rebuilding the catalog");
         }
     }
-    Ok(Plan {
-        current: f.is_current(),
-        rebuild: f.unusable.is_some(),
-        stale: f.stale,
-        gone: f.gone,
-    })
+    Ok(f)
 }
 
 /// Brings the catalog up to date (collective: every rank calls it; rank 0 writes the file).
@@ -61,7 +47,7 @@ pub fn sync_catalog(job: &Job, dir: &Path, rebuild: bool) -> SyncOutcome {
         Ok(Err(e)) => return failed(e),
         Err(e) => return failed(e.to_string()),
     };
-    if plan.current {
+    if plan.is_current() {
         return SyncOutcome::default();
     }
     let built = match build_on_ranks(job, &plan.stale) {
@@ -79,14 +65,9 @@ pub fn sync_catalog(job: &Job, dir: &Path, rebuild: bool) -> SyncOutcome {
         // Not written: the next run finds the same files newer than the catalog and retries them.
         return outcome;
     }
-    let replaced = plan
-        .stale
-        .iter()
-        .map(StoreFile::name)
-        .chain(plan.gone.iter().cloned())
-        .collect();
     let path = dir.join(layout::CATALOG_FILE);
-    match catalog::file::update_file(&path, &replaced, built.batches, plan.rebuild) {
+    let rebuild = plan.unusable.is_some();
+    match catalog::file::update_file(&path, &plan.replaced(), built.batches, rebuild) {
         Ok(rows) => outcome.rows = rows,
         Err(e) => outcome.errors.push(e.to_string()),
     }

@@ -23,7 +23,6 @@ use catalog::{columns, Catalog, CatalogError};
 use model::{layout, FiberId};
 use ranks::Job;
 use serde::{Deserialize, Serialize};
-use store::files::StoreFile;
 
 use crate::error::{QueryError, Result};
 
@@ -129,12 +128,11 @@ struct Opened {
 /// rank 0, None on the others.
 fn open_catalog(job: &Job, store: &Path) -> Result<Option<Opened>> {
     let path = store.join(layout::CATALOG_FILE);
-    let checked: Option<std::result::Result<FreshPlan, String>> = job.is_root().then(|| {
-        freshness::check(store, false)
-            .map(|f| FreshPlan::of(&f))
-            .map_err(|e| e.to_string())
-    });
-    let fresh: std::result::Result<FreshPlan, String> = job.broadcast(checked.as_ref())?;
+    let checked: Option<std::result::Result<freshness::Freshness, String>> = job
+        .is_root()
+        .then(|| freshness::check(store, false).map_err(|e| e.to_string()));
+    let fresh: std::result::Result<freshness::Freshness, String> =
+        job.broadcast(checked.as_ref())?;
     let fresh = match fresh {
         Ok(f) => f,
         Err(e) if job.is_root() => return Err(QueryError::Catalog(CatalogError::Input(e))),
@@ -147,7 +145,7 @@ fn open_catalog(job: &Job, store: &Path) -> Result<Option<Opened>> {
     if !built.errors.is_empty() {
         return Err(CatalogError::StoreFiles(built.errors).into());
     }
-    if fresh.current {
+    if fresh.is_current() {
         let engine = Engine::over_file(&path)?;
         return Ok(Some(Opened {
             engine,
@@ -177,34 +175,12 @@ fn open_catalog(job: &Job, store: &Path) -> Result<Option<Opened>> {
             )),
         ),
     };
-    catalog.replace(&fresh.replaced, built.batches)?;
+    catalog.replace(&fresh.replaced(), built.batches)?;
     Ok(Some(Opened {
         engine: Engine::over_catalog(&catalog)?,
         source,
         warnings: warning.into_iter().collect(),
     }))
-}
-
-/// What every rank needs of [`freshness::Freshness`].
-#[derive(Serialize, Deserialize)]
-struct FreshPlan {
-    current: bool,
-    unusable: Option<String>,
-    stale: Vec<StoreFile>,
-    gone: Vec<String>,
-    replaced: HashSet<String>,
-}
-
-impl FreshPlan {
-    fn of(f: &freshness::Freshness) -> Self {
-        Self {
-            current: f.is_current(),
-            unusable: f.unusable.clone(),
-            stale: f.stale.clone(),
-            gone: f.gone.clone(),
-            replaced: f.replaced(),
-        }
-    }
 }
 
 /// Resolves a selection on every rank (collective).
