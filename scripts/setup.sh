@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the project needs on Debian 12 (system packages, a Python venv with the test
 # clients) and builds the release binaries. Safe to run again: it only installs what is missing.
+# The venv is installed while cargo builds (pip waits on the network, cargo on the CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,12 +19,21 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+venv_pid=""
+venv_log="$(mktemp)"
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import h5py, astropy, scipy, pandas, pyarrow, duckdb, matplotlib, pytest" 2>/dev/null; then
-  echo "setup: creating the Python venv .venv (${PY_PACKAGES[*]})"
-  python3 -m venv .venv
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q "${PY_PACKAGES[@]}"
+  echo "setup: creating the Python venv .venv (${PY_PACKAGES[*]}), while cargo builds"
+  (python3 -m venv .venv && .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q "${PY_PACKAGES[@]}") \
+    >"$venv_log" 2>&1 &
+  venv_pid=$!
 fi
 
 echo "setup: building (cargo build --release)"
 cargo build --release --workspace --quiet
+
+if [ -n "$venv_pid" ] && ! wait "$venv_pid"; then
+  cat "$venv_log" >&2
+  echo "setup: installing the Python venv failed" >&2
+  exit 1
+fi
+rm -f "$venv_log"

@@ -5,7 +5,13 @@ The values written by the binaries are checked with real clients (h5py, astropy)
 
 - `repo_root`, `release_dir`, `ingest_bin` / `synth_bin` / `query_bin`: the binaries in target/release
   (a test that needs a missing binary fails, telling to run `cargo build --release`);
-- `real_sdss`: ../shared/real-sdss beside the project (tests using it are skipped when it is absent);
+- `REAL_BOSS_FULL`, `REAL_SPPLATE_SLICE`: the two MIT/BSD real files shipped in data-samples/real/ (a BOSS
+  full spec file and an HDU0-only spPlate slice; byte for byte the files of the same names under
+  ../shared/real-sdss): tests that need no other real file use these and run everywhere;
+- `shared_dir(name)`: a folder of the shared data beside the project (default ../shared/NAME), or a skip
+  naming what is missing (a failure under BOSS_REQUIRE_SHARED=1, see below);
+- `real_sdss`: `shared_dir("real-sdss")`, every real SDSS file, including the GPL eBOSS lite spec files and
+  the spAll cut that are not shipped in the repository;
 - `synth_small`: a small generated set (2 plates x 40 fibers x 600 pixels, spPlate + siblings + spec files);
 - `synth_query` / `synth_query_store`: a generated set (3 plates x 60 fibers x 800 pixels, seed 2) and its
   store, ingested once per session (for the boss-query tests; copy the store before damaging it);
@@ -15,6 +21,14 @@ The values written by the binaries are checked with real clients (h5py, astropy)
   with spec files) and its store, ingested in two runs (read-only: copy it before changing it);
 - `run(cmd, ...)`: runs a command, prints command/stdout/stderr (shown by pytest when a test fails);
 - `mpi_env()`: the environment mpirun needs in containers (root, oversubscription).
+
+Environment variables:
+
+- `BOSS_BIN_DIR=DIR`: where the binaries under test are (default: target/release of this checkout);
+- `BOSS_SHARED=DIR`: where the shared data lives (default: `../shared`, the folder beside the repository);
+- `BOSS_REQUIRE_SHARED=1`: a missing shared folder is a failure, not a skip (CI sets it, so that the
+  real-data tests cannot silently disappear there). Without it, a plain clone with nothing beside it
+  skips those tests with a one-line reason naming what is missing.
 """
 
 from __future__ import annotations
@@ -35,8 +49,24 @@ if str(CLIENTS) not in sys.path:
 
 import compare_store  # noqa: E402  (needs the sys.path entry above)
 
-RELEASE_DIR = REPO_ROOT / "target" / "release"
-REAL_SDSS = REPO_ROOT.parent / "shared" / "real-sdss"
+# The binaries under test: BOSS_BIN_DIR (scripts/plain-clone-check.sh points a clone at the binaries
+# already built), else target/release of this checkout.
+RELEASE_DIR = (Path(os.environ["BOSS_BIN_DIR"]) if os.environ.get("BOSS_BIN_DIR")
+               else REPO_ROOT / "target" / "release")
+
+# Real files shipped in the repository (MIT / BSD-3-Clause, see data-samples/README.md).
+REAL_SAMPLES = REPO_ROOT / "data-samples" / "real"
+REAL_BOSS_FULL = REAL_SAMPLES / "spec-3586-55181-0500.fits"
+REAL_SPPLATE_SLICE = REAL_SAMPLES / "spPlate-4055-55359-0020.fits"
+
+# Data outside the repository: BOSS_SHARED, else ../shared beside it.
+SHARED = (Path(os.environ["BOSS_SHARED"]).expanduser() if os.environ.get("BOSS_SHARED")
+          else REPO_ROOT.parent / "shared")
+REQUIRE_SHARED = os.environ.get("BOSS_REQUIRE_SHARED") == "1"
+# What each shared folder holds that the repository does not (named in the skip reason).
+SHARED_CONTENTS = {
+    "real-sdss": "real eBOSS lite files and spAll cut, GPL, not shipped in the repository",
+}
 
 MPI_ENV = {
     "OMPI_ALLOW_RUN_AS_ROOT": "1",
@@ -126,13 +156,24 @@ def query_bin() -> Path:
     return _binary("boss-query")
 
 
+def shared_dir(name: str) -> Path:
+    """SHARED/name if it is a folder; otherwise skips the test with a one-line reason naming what is
+    missing, or fails it with the same message when BOSS_REQUIRE_SHARED=1 (CI)."""
+    path = SHARED / name
+    if path.is_dir():
+        return path
+    where = str(path) if os.environ.get("BOSS_SHARED") else f"../shared/{name}"
+    what = SHARED_CONTENTS.get(name, "not shipped in the repository")
+    message = f"needs {where} ({what})"
+    if REQUIRE_SHARED:
+        pytest.fail(f"{message}; BOSS_REQUIRE_SHARED=1 makes its absence a failure", pytrace=False)
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def real_sdss() -> Path:
-    if not REAL_SDSS.is_dir():
-        # The real files are part of the test set: their absence is a failure, not a skip.
-        pytest.fail(f"real SDSS files not found at {REAL_SDSS} (../shared/real-sdss beside the project)",
-                    pytrace=False)
-    return REAL_SDSS
+    """../shared/real-sdss (or BOSS_SHARED/real-sdss): every real SDSS file; skips when absent."""
+    return shared_dir("real-sdss")
 
 
 def generate(synth_bin: Path, out: Path, args) -> Path:
@@ -185,7 +226,8 @@ def synth_query_store(ingest_bin, synth_query, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def real_store(ingest_bin, real_sdss, tmp_path_factory) -> Path:
-    """A store ingested from all of ../shared/real-sdss (5 plate-MJD files, 81 fibers).
+    """A store ingested from all of ../shared/real-sdss (5 plate-MJD files, 81 fibers); skips (through
+    `real_sdss`) when that folder is absent.
 
     The HDU0-only spPlate slice makes that ingest exit 1 (expected); anything else fails the fixture."""
     store = tmp_path_factory.mktemp("real-store") / "store"

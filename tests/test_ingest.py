@@ -3,9 +3,11 @@
 Every test checks the VALUES in the store with h5py/astropy through compare_store (FITS inputs read
 independently of the Rust code), not only exit codes:
 
-- real SDSS files (../shared/real-sdss): the BOSS full spec file, 80 eBOSS lite spec files and the spAll
-  cut compare equal; the spPlate slice (HDU0 only) is refused with one stderr line; the real spAll
-  columns re-keyed onto a generated plate exercise spAll rows for spPlate fibers;
+- real SDSS files: the BOSS full spec file and the spPlate slice shipped in data-samples/real (run
+  everywhere): the spec file gzipped compares equal, the slice (HDU0 only) is refused with one stderr
+  line, both serve as bad inputs; with ../shared/real-sdss (skipped without it): the whole real tree
+  (BOSS full spec file, 80 eBOSS lite spec files, the spAll cut) compares equal, the real spAll columns
+  re-keyed onto a generated plate exercise spAll rows for spPlate fibers;
 - generated data (boss-synth): spPlates with spZbest/spZline siblings and per-fiber spec files;
 - incremental ingest, idempotent re-runs, kill -9 in the middle of an ingest;
 - bad inputs (truncated, corrupt, non-BOSS, missing column, missing HDUs), --fail-fast, unusable store;
@@ -28,7 +30,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from conftest import assert_store_equals, generate, mpi_env, run, sha256
+from conftest import (REAL_BOSS_FULL, REAL_SPPLATE_SLICE, assert_store_equals, generate, mpi_env, run,
+                      sha256)
 
 SUMMARY_KEYS = {"files_read", "files_failed", "plate_mjds_written", "fibers_added", "bytes_read",
                 "bytes_written", "seconds", "ranks", "failures"}
@@ -162,10 +165,16 @@ def test_real_sdss_tree(ingest_bin, real_sdss, tmp_path):
     assert_store_equals(store, [real_sdss / "boss-full", real_sdss / "eboss-lite"])
 
 
-def test_gzipped_spec_file(ingest_bin, real_sdss, tmp_path):
+def test_shipped_real_files_equal_shared(real_sdss):
+    """The real files shipped in data-samples/real are byte for byte those of ../shared/real-sdss."""
+    assert sha256(REAL_BOSS_FULL) == sha256(real_sdss / BOSS_FULL)
+    assert sha256(REAL_SPPLATE_SLICE) == sha256(real_sdss / SLICE)
+
+
+def test_gzipped_spec_file(ingest_bin, tmp_path):
     """A .fits.gz spec file ingests to the same values as the plain file (read by astropy)."""
     import gzip
-    plain = real_sdss / "boss-full" / "spec-3586-55181-0500.fits"
+    plain = REAL_BOSS_FULL
     gz = tmp_path / "in" / (plain.name + ".gz")
     gz.parent.mkdir()
     gz.write_bytes(gzip.compress(plain.read_bytes()))
@@ -176,8 +185,8 @@ def test_gzipped_spec_file(ingest_bin, real_sdss, tmp_path):
     assert_store_equals(store, [plain])
 
 
-def test_real_spplate_slice_refused(ingest_bin, real_sdss, tmp_path):
-    path = real_sdss / SLICE
+def test_real_spplate_slice_refused(ingest_bin, tmp_path):
+    path = REAL_SPPLATE_SLICE
     digest = sha256(path)
     proc, summary = ingest(ingest_bin, [path], tmp_path / "store")
     assert proc.returncode == 1
@@ -365,28 +374,28 @@ GOOD_REAL = ["eboss-lite/9367/spec-9367-57758-0345.fits", "eboss-lite/9367/spec-
 GOOD_SYNTH = 3  # generated spec files put beside each bad input
 
 
-def make_truncated(real: Path, folder: Path) -> Path:
-    data = (real / BOSS_FULL).read_bytes()
-    path = folder / Path(BOSS_FULL).name
+def make_truncated(folder: Path) -> Path:
+    data = REAL_BOSS_FULL.read_bytes()
+    path = folder / REAL_BOSS_FULL.name
     path.write_bytes(data[: len(data) // 2])
     return path
 
 
-def make_corrupt(real: Path, folder: Path) -> Path:
+def make_corrupt(folder: Path) -> Path:
     path = folder / "spec-x.fits"
     path.write_bytes(np.random.default_rng(7).integers(0, 256, 200_000, dtype=np.uint8).tobytes())
     return path
 
 
-def make_non_boss(real: Path, folder: Path) -> Path:
+def make_non_boss(folder: Path) -> Path:
     path = folder / "other.fits"
     fits.PrimaryHDU(np.arange(100, dtype=np.float32).reshape(10, 10)).writeto(path)
     return path
 
 
-def make_missing_column(real: Path, folder: Path) -> Path:
-    path = folder / Path(BOSS_FULL).name
-    with fits.open(real / BOSS_FULL, memmap=False) as hdul:
+def make_missing_column(folder: Path) -> Path:
+    path = folder / REAL_BOSS_FULL.name
+    with fits.open(REAL_BOSS_FULL, memmap=False) as hdul:
         coadd = hdul[1]
         kept = [c for c in coadd.columns if c.name.lower() != "loglam"]
         hdus = [fits.PrimaryHDU(header=hdul[0].header),
@@ -396,9 +405,9 @@ def make_missing_column(real: Path, folder: Path) -> Path:
     return path
 
 
-def make_spplate_slice(real: Path, folder: Path) -> Path:
-    path = folder / Path(SLICE).name
-    shutil.copyfile(real / SLICE, path)
+def make_spplate_slice(folder: Path) -> Path:
+    path = folder / REAL_SPPLATE_SLICE.name
+    shutil.copyfile(REAL_SPPLATE_SLICE, path)
     return path
 
 
@@ -411,9 +420,10 @@ BAD_INPUTS = {
 }
 
 
-def bad_input_folder(real: Path, tmp_path: Path, kind: str, synth: Path | None = None):
-    """tmp_path/in with good spec files (generated ones when `synth` is given, else real ones) and
-    the bad input `kind` made from the real files."""
+def bad_input_folder(real: Path | None, tmp_path: Path, kind: str, synth: Path | None = None):
+    """tmp_path/in with good spec files (generated ones when `synth` is given, else the real eBOSS ones
+    of `real`, ../shared/real-sdss) and the bad input `kind` (made from the real files shipped in
+    data-samples/real when it needs one)."""
     folder = tmp_path / "in"
     folder.mkdir()
     sources = spec_files(synth)[:GOOD_SYNTH] if synth is not None else [real / rel for rel in GOOD_REAL]
@@ -422,14 +432,14 @@ def bad_input_folder(real: Path, tmp_path: Path, kind: str, synth: Path | None =
         dest = folder / src.name
         shutil.copyfile(src, dest)
         good.append(dest)
-    bad = BAD_INPUTS[kind][0](real, folder)
+    bad = BAD_INPUTS[kind][0](folder)
     return folder, good, bad
 
 
 @pytest.mark.parametrize("kind", sorted(BAD_INPUTS))
-def test_bad_input_is_skipped(ingest_bin, real_sdss, synth_small, tmp_path, kind):
+def test_bad_input_is_skipped(ingest_bin, synth_small, tmp_path, kind):
     """One bad file among good ones: exit 1, one stderr line naming it, the rest ingested and equal."""
-    folder, good, bad = bad_input_folder(real_sdss, tmp_path, kind, synth_small)
+    folder, good, bad = bad_input_folder(None, tmp_path, kind, synth_small)
     digest = sha256(bad)
     store = tmp_path / "store"
     proc, summary = ingest(ingest_bin, [folder], store)
