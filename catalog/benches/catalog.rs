@@ -219,7 +219,7 @@ fn filter(store: &Path) -> serde_json::Value {
         let start = Instant::now();
         let engine = Engine::over_file(&catalog).unwrap();
         let keys = engine
-            .select(Some(WHERE), Vec::new(), Some(&["key"]))
+            .select(&[WHERE.to_string()], Vec::new(), Some(&["key"]))
             .unwrap();
         from_file.push(start.elapsed().as_secs_f64());
         matched = keys.num_rows();
@@ -229,7 +229,7 @@ fn filter(store: &Path) -> serde_json::Value {
     let start = Instant::now();
     let cols = engine
         .select(
-            None,
+            &[],
             Vec::new(),
             Some(&["key", "ra", "dec", "z", "class", "sn_median_all"]),
         )
@@ -240,7 +240,7 @@ fn filter(store: &Path) -> serde_json::Value {
     for _ in 0..7 {
         let start = Instant::now();
         let keys = memory
-            .select(Some(WHERE), Vec::new(), Some(&["key"]))
+            .select(&[WHERE.to_string()], Vec::new(), Some(&["key"]))
             .unwrap();
         filter_s.push(start.elapsed().as_secs_f64());
         assert_eq!(keys.num_rows(), matched, "memory and file agree");
@@ -291,7 +291,7 @@ fn crossmatch_step(store: &Path, rows: usize) -> serde_json::Value {
     let start = Instant::now();
     let engine = Engine::over_file(&catalog).unwrap();
     let cols = engine
-        .select(None, Vec::new(), Some(&["key", "ra", "dec"]))
+        .select(&[], Vec::new(), Some(&["key", "ra", "dec"]))
         .unwrap();
     let (ra, dec) = (
         cols.column(1).as_primitive::<Float64Type>(),

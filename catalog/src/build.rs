@@ -36,8 +36,9 @@ impl Tables {
     fn read(group: &hdf5::Group) -> Result<Self, store::table::TableError> {
         let mut tables = Vec::new();
         for t in TABLES {
-            if let Ok(ds) = group.dataset(t.name()) {
-                tables.push((t, Table::read(&ds)?));
+            // Absent is "no such table"; present but unreadable is an error of the file.
+            if group.link_exists(t.name()) {
+                tables.push((t, Table::read(&group.dataset(t.name())?)?));
             }
         }
         Ok(Self::new(tables))

@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use kiddo::{ImmutableKdTree, SquaredEuclidean};
+use model::message::excerpt;
 use model::table_text::{read_text, records};
 
 use crate::error::CatalogError;
@@ -45,7 +46,7 @@ pub fn read_targets(path: &Path) -> Result<Targets, CatalogError> {
     let (Some(ra_col), Some(dec_col)) = (find("ra"), find("dec")) else {
         return Err(input(format!(
             "{name}: line 1: the header needs ra and dec columns (degrees); it has {}",
-            header.join(", ")
+            excerpt(&header.join(", "))
         )));
     };
     let mut t = Targets {
@@ -55,9 +56,10 @@ pub fn read_targets(path: &Path) -> Result<Targets, CatalogError> {
     for (line, text, fields) in body {
         if fields.len() != header.len() {
             return Err(input(format!(
-                "{name}: line {line}: {} fields, the header has {}: {text:?}",
+                "{name}: line {line}: {} fields, the header has {}: {}",
                 fields.len(),
-                header.len()
+                header.len(),
+                excerpt(text)
             )));
         }
         let number = |col: usize, what: &str| -> Result<f64, CatalogError> {
@@ -67,7 +69,9 @@ pub fn read_targets(path: &Path) -> Result<Targets, CatalogError> {
                 .filter(|x| x.is_finite())
                 .ok_or_else(|| {
                     input(format!(
-                        "{name}: line {line}: {what} {v:?} is not a number: {text:?}"
+                        "{name}: line {line}: {what} {} is not a number: {}",
+                        excerpt(v),
+                        excerpt(text)
                     ))
                 })
         };
@@ -75,12 +79,14 @@ pub fn read_targets(path: &Path) -> Result<Targets, CatalogError> {
         let dec = number(dec_col, "dec")?;
         if !(-360.0..=360.0).contains(&ra) {
             return Err(input(format!(
-                "{name}: line {line}: ra {ra} is not in [0, 360] degrees: {text:?}"
+                "{name}: line {line}: ra {ra} is not in [0, 360] degrees: {}",
+                excerpt(text)
             )));
         }
         if !(-90.0..=90.0).contains(&dec) {
             return Err(input(format!(
-                "{name}: line {line}: dec {dec} is not in [-90, 90] degrees: {text:?}"
+                "{name}: line {line}: dec {dec} is not in [-90, 90] degrees: {}",
+                excerpt(text)
             )));
         }
         t.ra.push(ra.rem_euclid(360.0));

@@ -1,6 +1,7 @@
 //! The named filters of `boss-query` (`--cone`, `--z-min`, `--z-max`, `--class`, `--zwarning-zero`,
-//! `--primary`) as the SQL they stand for, combined with any `--where` expressions by AND: one
-//! expression, run by the SQL engine like any other.
+//! `--primary`) as the SQL they stand for, beside any `--where` expressions: a list of terms, each
+//! parsed on its own and combined with AND as expression trees (never pasted into one SQL text, so
+//! no term can escape into another).
 
 use crate::columns::{CLASS, DEC, RA, SPECPRIMARY, Z, ZWARNING};
 use crate::sky::Cone;
@@ -22,12 +23,12 @@ pub struct Filters {
 impl Filters {
     /// True when some filter is set.
     pub fn any(&self) -> bool {
-        self.to_sql().is_some()
+        !self.terms().is_empty()
     }
 
-    /// The filters as one SQL boolean expression (None: no filter). NULLs never pass: a row without
-    /// a redshift is outside every redshift range.
-    pub fn to_sql(&self) -> Option<String> {
+    /// The filters as SQL boolean expressions, one per filter, to be parsed one by one and
+    /// combined with AND. NULLs never pass: a row without a redshift is outside every redshift range.
+    pub fn terms(&self) -> Vec<String> {
         let mut terms: Vec<String> = Vec::new();
         if let Some(c) = &self.cone {
             terms.push(format!(
@@ -55,13 +56,8 @@ impl Filters {
         if self.primary {
             terms.push(format!("{SPECPRIMARY} = true"));
         }
-        for w in &self.wheres {
-            terms.push(format!("({w})"));
-        }
-        match terms.len() {
-            0 => None,
-            _ => Some(terms.join(" AND ")),
-        }
+        terms.extend(self.wheres.iter().cloned());
+        terms
     }
 }
 
@@ -87,7 +83,7 @@ mod tests {
 
     #[test]
     fn filters_are_sql() {
-        assert_eq!(Filters::default().to_sql(), None);
+        assert!(Filters::default().terms().is_empty());
         let f = Filters {
             cone: Some(Cone::new(10.0, -5.5, 0.25).unwrap()),
             z_min: Some(0.5),
@@ -98,8 +94,15 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            f.to_sql().unwrap(),
-            "in_cone(ra, dec, 10.0, -5.5, 0.25) AND z >= 0.5 AND upper(trim(class)) IN ('QSO', 'O''BRIEN') AND zwarning = 0 AND specprimary = true AND (sn_median_all > 5 OR z IS NULL)"
+            f.terms(),
+            [
+                "in_cone(ra, dec, 10.0, -5.5, 0.25)",
+                "z >= 0.5",
+                "upper(trim(class)) IN ('QSO', 'O''BRIEN')",
+                "zwarning = 0",
+                "specprimary = true",
+                "sn_median_all > 5 OR z IS NULL"
+            ]
         );
         assert_eq!(number(1e-7), "1e-7");
     }

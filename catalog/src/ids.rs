@@ -6,6 +6,7 @@ use std::path::Path;
 
 use arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
+use model::message::excerpt;
 use model::table_text::{read_text, records};
 
 use crate::columns::ID_COLUMNS;
@@ -47,7 +48,7 @@ pub fn read_ids(
         return Err(input(format!(
             "{name}: line 1: the header names no ID column ({}); it has {}",
             ID_COLUMNS.join(", "),
-            header.join(", ")
+            excerpt(&header.join(", "))
         )));
     }
     let Some((col, column, ty)) = named
@@ -84,12 +85,15 @@ pub fn read_ids(
             .parse::<i128>()
             .map_err(|_| {
                 input(format!(
-                    "{name}: line {line}: {column} {raw:?} is not an integer: {text:?}"
+                    "{name}: line {line}: {column} {} is not an integer: {}",
+                    excerpt(raw),
+                    excerpt(text)
                 ))
             })?;
         let v = as_type(value, &ty).ok_or_else(|| {
             input(format!(
-                "{name}: line {line}: {column} {value} does not fit the catalog's {ty} column: {text:?}"
+                "{name}: line {line}: {column} {value} does not fit the catalog's {ty} column: {}",
+                excerpt(text)
             ))
         })?;
         if seen.insert(value_bits(&v)) {

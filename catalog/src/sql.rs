@@ -143,11 +143,13 @@ impl Engine {
         self.block_on(self.ctx.table(TABLE))
     }
 
-    /// Rows that pass `filter` (a SQL boolean expression) and every expression of `exprs` (see
-    /// [`one_of`]): the `columns` named (all when None), sorted by key, in the catalog's spelling.
+    /// Rows that pass every SQL boolean expression of `filters` (each parsed on its own, as one
+    /// expression and nothing more, then combined with AND as expression trees) and every
+    /// expression of `exprs` (see [`one_of`]): the `columns` named (all when None), sorted by key,
+    /// in the catalog's spelling.
     pub fn select(
         &self,
-        filter: Option<&str>,
+        filters: &[String],
         exprs: Vec<Expr>,
         columns: Option<&[&str]>,
     ) -> Result<RecordBatch, CatalogError> {
@@ -155,11 +157,14 @@ impl Engine {
         for e in exprs {
             df = df.filter(e).map_err(sql_error)?;
         }
-        if let Some(filter) = filter {
+        for filter in filters {
+            check_size(filter).map_err(|why| where_error(filter, &why))?;
             let expr = df
                 .parse_sql_expr(filter)
-                .map_err(|e| expression_error(filter, e))?;
-            df = df.filter(expr).map_err(|e| expression_error(filter, e))?;
+                .map_err(|e| where_error(filter, &message(&e)))?;
+            df = df
+                .filter(expr)
+                .map_err(|e| where_error(filter, &message(&e)))?;
         }
         if let Some(columns) = columns {
             let lower: Vec<String> = columns.iter().map(|c| c.to_ascii_lowercase()).collect();
@@ -173,9 +178,9 @@ impl Engine {
         let batches = self
             .runtime
             .block_on(df.collect())
-            .map_err(|e| match filter {
-                Some(f) => expression_error(f, e),
-                None => sql_error(e),
+            .map_err(|e| match filters {
+                [one] => where_error(one, &message(&e)),
+                _ => sql_error(e),
             })?;
         self.respelled(&schema, &batches)
     }
@@ -183,6 +188,8 @@ impl Engine {
     /// Runs a whole query (read-only: no DDL, no writes) and returns its rows, columns of the
     /// catalog in the catalog's spelling.
     pub fn query(&self, sql: &str) -> Result<RecordBatch, CatalogError> {
+        check_size(sql)
+            .map_err(|why| CatalogError::Sql(format!("--sql {}: {why}", excerpt(sql))))?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -254,12 +261,79 @@ fn message(e: &DataFusionError) -> String {
     }
 }
 
-fn expression_error(filter: &str, e: DataFusionError) -> CatalogError {
-    CatalogError::Sql(format!("--where {filter:?}: {}", message(&e)))
+fn where_error(filter: &str, why: &str) -> CatalogError {
+    CatalogError::Sql(format!("--where {}: {why}", excerpt(filter)))
 }
 
 fn query_error(sql: &str, e: DataFusionError) -> CatalogError {
-    CatalogError::Sql(format!("--sql {sql:?}: {}", message(&e)))
+    CatalogError::Sql(format!("--sql {}: {}", excerpt(sql), message(&e)))
+}
+
+/// The most operators one expression or query may have. DataFusion parses a chain such as
+/// `a OR b OR …` or `1+1+…` without recursion but plans and evaluates it recursively: a chain of a
+/// few thousand terms overflows the stack. A hand-written query stays far below this.
+pub const MAX_OPERATORS: usize = 1000;
+/// The deepest nesting of parentheses allowed.
+pub const MAX_NESTING: usize = 100;
+
+/// Refuses SQL text whose expression trees would be too deep to plan safely (see
+/// [`MAX_OPERATORS`]); the text is tokenized, never parsed, so the check itself cannot overflow.
+pub fn check_size(sql: &str) -> Result<(), String> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize()
+        .map_err(|e| e.to_string())?;
+    let (mut operators, mut depth, mut deepest) = (0usize, 0usize, 0usize);
+    for t in &tokens {
+        match t {
+            Token::LParen => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            Token::RParen => depth = depth.saturating_sub(1),
+            Token::Word(w) if matches!(w.keyword, Keyword::AND | Keyword::OR | Keyword::NOT) => {
+                operators += 1
+            }
+            Token::Plus
+            | Token::Minus
+            | Token::Mul
+            | Token::Div
+            | Token::Mod
+            | Token::Eq
+            | Token::DoubleEq
+            | Token::Neq
+            | Token::Lt
+            | Token::Gt
+            | Token::LtEq
+            | Token::GtEq
+            | Token::Ampersand
+            | Token::Pipe
+            | Token::Caret
+            | Token::ShiftLeft
+            | Token::ShiftRight
+            | Token::StringConcat => operators += 1,
+            _ => {}
+        }
+    }
+    if operators > MAX_OPERATORS {
+        return Err(format!(
+            "too long: {operators} operators (at most {MAX_OPERATORS}); for long lists of values \
+             use IN (...), --fibers or --ids"
+        ));
+    }
+    if deepest > MAX_NESTING {
+        return Err(format!(
+            "parentheses nested {deepest} deep (at most {MAX_NESTING})"
+        ));
+    }
+    Ok(())
+}
+
+/// User text quoted in a message: at most a short prefix, control characters escaped.
+fn excerpt(text: &str) -> String {
+    model::message::excerpt(text)
 }
 
 /// The SQL function `in_cone(ra, dec, ra0, dec0, radius)`: true when (ra, dec) is within `radius`

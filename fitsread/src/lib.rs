@@ -52,6 +52,13 @@ pub enum FitsError {
         card: usize,
         keyword: String,
     },
+    #[error("{hdu}, header card {card}: keyword {keyword} has characters the FITS standard forbids (control or non-ASCII bytes)")]
+    BadKeyword {
+        hdu: String,
+        card: usize,
+        /// The keyword, quoted with its control characters escaped.
+        keyword: String,
+    },
     #[error("the file continues for {extra} bytes after its last complete HDU ({last}): a truncated or corrupt HDU")]
     TrailingBytes { last: String, extra: u64 },
     #[error("{hdu}: expected {expected}, found {found}")]
@@ -447,9 +454,26 @@ impl Fits {
         self.key_typed(key, TDOUBLE, 0f64)
     }
 
-    /// An integer keyword of the current HDU, None when absent.
+    /// An integer keyword of the current HDU, None when absent. A value with a fraction (`PLATEID =
+    /// 7000.5`, which cfitsio would truncate) is an error, not a different integer.
     pub fn key_i64(&mut self, key: &str) -> Result<Option<i64>> {
-        self.key_typed(key, TLONGLONG, 0i64)
+        let Some(v) = self.key_typed(key, TLONGLONG, 0i64)? else {
+            return Ok(None);
+        };
+        const EXACT: i64 = 1 << 53;
+        if (-EXACT..=EXACT).contains(&v) {
+            if let Some(f) = self.key_typed(key, TDOUBLE, 0f64)? {
+                if f != v as f64 {
+                    return Err(FitsError::BadKey {
+                        hdu: self.hdu_label(),
+                        key: key.into(),
+                        value: f.to_string(),
+                        why: "not an integer",
+                    });
+                }
+            }
+        }
+        Ok(Some(v))
     }
 
     fn key_typed<T>(&mut self, key: &str, datatype: c_int, mut value: T) -> Result<Option<T>> {
@@ -526,6 +550,15 @@ impl Fits {
                 .to_string_lossy()
                 .trim()
                 .to_string();
+            // Keywords become attribute names and appear in messages: only printable ASCII (the
+            // standard's A-Z 0-9 - _, and the blanks of HIERARCH names) is accepted.
+            if !key.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+                return Err(FitsError::BadKeyword {
+                    hdu: self.hdu_label(),
+                    card: n as usize,
+                    keyword: format!("{key:?}"),
+                });
+            }
             // SAFETY: NUL-terminated by cfitsio.
             let value = unsafe { CStr::from_ptr(value.as_ptr()) }
                 .to_string_lossy()

@@ -72,6 +72,8 @@ pub enum Problem {
         "not a BOSS file name (expected spPlate-*, spec-*, spZbest-*, spZline-* or spAll*.fits)"
     )]
     NotBossName,
+    #[error("{0}: not supported yet (this version reads SDSS-I–IV files only)")]
+    Unsupported(&'static str),
     #[error("the header says {header} but the file name says {name}")]
     Identity { header: String, name: String },
     #[error("HDU {position} ({name}) is missing{why}")]
@@ -246,6 +248,9 @@ pub fn identify(path: &Path, kind: InputKind) -> Result<(PlateMjd, Option<i32>)>
     }
     let mut f = Fits::open(path).map_err(ctx(path))?;
     f.select(0).map_err(ctx(path))?;
+    if let Some(survey) = other_survey(&mut f) {
+        return Err(InputError::new(path, Problem::Unsupported(survey)));
+    }
     let pm = header_plate_mjd(&mut f, path)?;
     let fiber = match kind {
         InputKind::Spec => {
@@ -264,6 +269,32 @@ pub fn identify(path: &Path, kind: InputKind) -> Result<(PlateMjd, Option<i32>)>
         _ => None,
     };
     Ok((pm, fiber))
+}
+
+/// The survey of a file from a later survey than SDSS-I–IV, told by its primary header (the current
+/// HDU): SDSS-V files have a FIELDID and a RUN2D of v6 or later; DESI files group spectra (SPGRP:
+/// healpix or a tile grouping, HPXPIXEL) or name the instrument. (TILEID is no sign: BOSS headers
+/// have one too.)
+fn other_survey(f: &mut Fits) -> Option<&'static str> {
+    // Present as a string, or present with a value that is not a string (an error, where an absent
+    // keyword is Ok(None)).
+    let has = |f: &mut Fits, k: &str| f.key_str(k).map_or(true, |v| v.is_some());
+    let desi = ["SPGRP", "HPXPIXEL"].iter().any(|k| has(f, k))
+        || f.key_str("INSTRUME")
+            .ok()
+            .flatten()
+            .is_some_and(|i| i.trim().eq_ignore_ascii_case("DESI"));
+    if desi {
+        return Some("a DESI file");
+    }
+    let run2d_v6 = f.key_str("RUN2D").ok().flatten().is_some_and(|r| {
+        r.trim()
+            .strip_prefix('v')
+            .and_then(|v| v.split('_').next())
+            .and_then(|major| major.parse::<u32>().ok())
+            .is_some_and(|major| major >= 6)
+    });
+    (has(f, "FIELDID") || run2d_v6).then_some("an SDSS-V (DR18 and later) file")
 }
 
 /// (plate-MJD, fiber) from a pipeline file name, when it is one with in-range numbers.

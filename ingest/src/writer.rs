@@ -9,7 +9,7 @@
 //! Two copies that differ are a conflict, reported; identical copies are not.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -62,6 +62,10 @@ pub struct Conflict {
     pub kept: String,
     pub dropped: String,
     pub rule: ConflictRule,
+    /// The table whose rows of this fiber differ (None, `null` in JSON: the coadds differ). Always
+    /// serialized: conflicts cross ranks in postcard, which cannot skip fields.
+    #[serde(default)]
+    pub table: Option<String>,
 }
 
 /// Why one copy of a coadd was kept over another.
@@ -83,9 +87,13 @@ impl std::fmt::Display for Conflict {
             ConflictRule::StoreFirst => "the store's copy wins",
             ConflictRule::FirstInput => "the first input wins",
         };
+        let what = match &self.table {
+            Some(t) => format!(" {t} rows differ:"),
+            None => String::new(),
+        };
         write!(
             f,
-            "fiber {}: kept {} over {} ({why})",
+            "fiber {}:{what} kept {} over {} ({why})",
             self.fiber, self.kept, self.dropped
         )
     }
@@ -102,6 +110,8 @@ pub struct Batch {
     /// Coadds the store has from spec files that this batch's spPlate replaces.
     pub replace: HashSet<i32>,
     pub conflicts: Vec<Conflict>,
+    /// The file each fiber's table rows came from, for conflict messages.
+    pub table_origin: HashMap<(PlateTable, i32), PathBuf>,
 }
 
 impl Batch {
@@ -115,9 +125,25 @@ impl Batch {
         c: Contribution,
     ) -> Result<(), InputError> {
         for (name, table) in c.tables {
+            for f in table.fiber_ids().unwrap_or_default() {
+                self.table_origin
+                    .entry((name, f))
+                    .or_insert_with(|| file.to_path_buf());
+            }
             match self.tables.get_mut(&name) {
                 Some(t) => {
-                    // The first source of a fiber's rows wins (spec SPZLINE rows against spZline).
+                    // The first source of a fiber's rows wins (spec SPZLINE rows against spZline);
+                    // rows that differ from the kept ones are a conflict, as coadds are.
+                    for fiber in differing_rows(t, &table) {
+                        let kept = self.table_origin.get(&(name, fiber));
+                        self.conflicts.push(Conflict {
+                            fiber: FiberId::new(pm.plate, pm.mjd, fiber).to_string(),
+                            kept: kept.map_or(String::new(), |k| k.display().to_string()),
+                            dropped: file.display().to_string(),
+                            rule: ConflictRule::FirstInput,
+                            table: Some(name.name().to_string()),
+                        });
+                    }
                     let have: HashSet<i32> =
                         t.fiber_ids().unwrap_or_default().into_iter().collect();
                     let rows = match table.fiber_ids() {
@@ -180,6 +206,7 @@ impl Batch {
                 kept: kept.display().to_string(),
                 dropped: dropped.display().to_string(),
                 rule,
+                table: None,
             });
             if plate_wins {
                 self.coadds.insert(fiber, new);
@@ -213,6 +240,7 @@ impl Batch {
                     kept: new.file.display().to_string(),
                     dropped: store_name.clone(),
                     rule: ConflictRule::SpplateOverSpec,
+                    table: None,
                 });
                 self.replace.insert(fiber);
                 continue;
@@ -230,9 +258,26 @@ impl Batch {
                     } else {
                         ConflictRule::StoreFirst
                     },
+                    table: None,
                 });
             }
             self.coadds.remove(&fiber);
+        }
+        // Table rows the store keeps: a conflict when this run's rows of the fiber differ.
+        for (name, table) in &self.tables {
+            let Some(stored) = state.tables.get(name) else {
+                continue;
+            };
+            for fiber in differing_rows(stored, table) {
+                let dropped = self.table_origin.get(&(*name, fiber));
+                self.conflicts.push(Conflict {
+                    fiber: FiberId::new(pm.plate, pm.mjd, fiber).to_string(),
+                    kept: store_name.clone(),
+                    dropped: dropped.map_or(String::new(), |d| d.display().to_string()),
+                    rule: ConflictRule::StoreFirst,
+                    table: Some(name.name().to_string()),
+                });
+            }
         }
     }
 
@@ -312,6 +357,8 @@ pub struct StoreState {
     pub layout: Layout,
     pub fibers: HashSet<i32>,
     pub table_fibers: BTreeMap<PlateTable, Option<HashSet<i32>>>,
+    /// The tables the file holds (to compare rows of the same fibers).
+    pub tables: BTreeMap<PlateTable, Table>,
     pub header_from_plate: Option<bool>,
     /// The plate-MJD attributes (the primary header of the source).
     pub header: Vec<(String, AttrValue)>,
@@ -377,14 +424,18 @@ impl StoreState {
             }
         }
         for t in PlateTable::ALL {
-            if let Ok(ds) = group.dataset(t.name()) {
-                let table = Table::read(&ds).map_err(|source| StoreError::Table {
-                    path: path.to_path_buf(),
-                    source,
+            // Absent is "no such table"; present but unreadable is an error of the store file.
+            if group.link_exists(t.name()) {
+                let table = group.dataset(t.name()).map_err(h5).and_then(|ds| {
+                    Table::read(&ds).map_err(|source| StoreError::Table {
+                        path: path.to_path_buf(),
+                        source,
+                    })
                 })?;
                 state
                     .table_fibers
                     .insert(t, table.fiber_ids().map(|f| f.into_iter().collect()));
+                state.tables.insert(t, table);
             }
         }
         Ok(state)
@@ -474,6 +525,24 @@ impl StoreState {
             (Some(Some(set)), Some(f)) => set.contains(&f),
         }
     }
+}
+
+/// The fibers that both tables have rows of, with rows that differ (as bytes; tables of different
+/// columns are not compared: their rows are never merged either).
+fn differing_rows(kept: &Table, new: &Table) -> Vec<i32> {
+    if !kept.same_schema(new) {
+        return Vec::new();
+    }
+    let (Some(k), Some(n)) = (kept.fiber_rows(), new.fiber_rows()) else {
+        return Vec::new();
+    };
+    let mut out: Vec<i32> = n
+        .iter()
+        .filter(|(f, rows)| k.get(f).is_some_and(|kr| kr != *rows))
+        .map(|(f, _)| *f)
+        .collect();
+    out.sort_unstable();
+    out
 }
 
 /// Attribute values compare bit for bit (a NaN card equals itself).

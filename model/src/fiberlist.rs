@@ -19,14 +19,14 @@ pub enum ListError {
     },
     #[error("{path}: the list is empty (no fibers after the header)")]
     Empty { path: String },
-    #[error("{path}: line {line}: {why}: {text:?}")]
+    #[error("{path}: line {line}: {why}: {}", crate::message::excerpt(.text))]
     Line {
         path: String,
         line: usize,
         text: String,
         why: String,
     },
-    #[error("{path}: line {line}: {source}: {text:?}")]
+    #[error("{path}: line {line}: {source}: {}", crate::message::excerpt(.text))]
     Range {
         path: String,
         line: usize,
@@ -87,8 +87,13 @@ pub fn parse_fiber_list(text: &str, name: &str) -> Result<FiberList, ListError> 
                 .get(i)
                 .filter(|v| !v.is_empty())
                 .ok_or_else(|| line_err(line, &text, format!("no {what} value")))?;
-            v.parse::<i64>()
-                .map_err(|_| line_err(line, &text, format!("{what} {v:?} is not an integer")))
+            v.parse::<i64>().map_err(|_| {
+                line_err(
+                    line,
+                    &text,
+                    format!("{what} {} is not an integer", crate::message::excerpt(v)),
+                )
+            })
         };
         let id = FiberId::checked(get(p, "plate")?, get(m, "mjd")?, get(f, "fiber")?).map_err(
             |source| ListError::Range {

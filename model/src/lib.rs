@@ -5,6 +5,8 @@ pub mod atomic;
 pub mod fiberlist;
 pub mod key;
 pub mod layout;
+pub mod message;
+pub mod stdout;
 pub mod table_text;
 
 pub use key::{FiberId, KeyError, PlateMjd};

@@ -14,6 +14,7 @@ use model::layout;
 use ranks::Job;
 
 use crate::error::{QueryError, Result};
+use crate::pinned::Pinned;
 use crate::scan::Pad;
 
 /// One byte range to copy from a source file into the output.
@@ -127,24 +128,19 @@ pub struct Written {
     pub collective_calls: u64,
 }
 
-/// The source files, opened one at a time as tasks need them.
+/// The source files, as this rank opened them for its scan.
 struct Sources<'a> {
     paths: &'a [PathBuf],
-    open: Option<(u32, File)>,
+    pinned: &'a Pinned,
 }
 
 impl<'a> Sources<'a> {
-    fn new(paths: &'a [PathBuf]) -> Self {
-        Self { paths, open: None }
+    fn new(paths: &'a [PathBuf], pinned: &'a Pinned) -> Self {
+        Self { paths, pinned }
     }
 
     fn get(&mut self, source: u32) -> Result<&File> {
-        if self.open.as_ref().is_none_or(|(s, _)| *s != source) {
-            let path = &self.paths[source as usize];
-            let f = File::open(path).map_err(|e| QueryError::io(path, "cannot open", e))?;
-            self.open = Some((source, f));
-        }
-        Ok(&self.open.as_ref().expect("opened above").1)
+        self.pinned.file(source, &self.paths[source as usize])
     }
 
     fn read(&mut self, source: u32, at: u64, buf: &mut [u8]) -> Result<()> {
@@ -252,6 +248,7 @@ pub(crate) fn pad_value(pad: &Pad, f: usize, j: u64) -> u32 {
 pub fn copy_independent(
     output: &Path,
     sources: &[PathBuf],
+    pinned: &Pinned,
     tasks: &[Task],
     method: Method,
 ) -> Result<Written> {
@@ -259,7 +256,7 @@ pub fn copy_independent(
         .write(true)
         .open(output)
         .map_err(|e| QueryError::io(output, "cannot open the output for writing", e))?;
-    let mut src = Sources::new(sources);
+    let mut src = Sources::new(sources, pinned);
     let mut buf = Vec::new();
     let mut bytes = 0;
     let mut kernel = method == Method::Kernel;
@@ -405,6 +402,7 @@ pub fn copy_collective(
     job: &Job,
     output: &Path,
     sources: &[PathBuf],
+    pinned: &Pinned,
     tasks: &[Task],
 ) -> Result<Written> {
     use mpi::ffi;
@@ -448,7 +446,7 @@ pub fn copy_collective(
     if rc != 0 {
         return Err(mpi_err("MPI_File_open", rc));
     }
-    let mut src = Sources::new(sources);
+    let mut src = Sources::new(sources, pinned);
     let mut written = Written::default();
     for round in 0..total_rounds {
         let mut pieces: Vec<(u64, Vec<u8>)> = Vec::new();
@@ -575,6 +573,13 @@ mod tests {
         let a = dir.path().join("a");
         let out = dir.path().join("out");
         std::fs::write(&a, (0..=255u8).collect::<Vec<_>>()).unwrap();
+        let mut pinned = Pinned::default();
+        pinned.pin(0, &a).unwrap();
+        // An ingest renames a new version over the file after the scan: the copy still reads the
+        // version it planned on.
+        let newer = dir.path().join("a.new");
+        std::fs::write(&newer, vec![0xEEu8; 256]).unwrap();
+        std::fs::rename(&newer, &a).unwrap();
         for method in [Method::Kernel, Method::Buffered] {
             std::fs::write(&out, vec![0u8; 64]).unwrap();
             let tasks = coalesce(vec![
@@ -587,7 +592,8 @@ mod tests {
                     dst: 40,
                 },
             ]);
-            let w = copy_independent(&out, std::slice::from_ref(&a), &tasks, method).unwrap();
+            let w =
+                copy_independent(&out, std::slice::from_ref(&a), &pinned, &tasks, method).unwrap();
             assert_eq!(w.bytes, 9 + 16);
             let got = std::fs::read(&out).unwrap();
             assert_eq!(&got[..5], &[10, 11, 12, 13, 14]);

@@ -25,6 +25,7 @@ use serde::Serialize;
 use crate::copy::{coalesce, copy_collective, copy_independent, CopyOp, Method, Task};
 use crate::create::{create_output, Offsets};
 use crate::error::{QueryError, Result};
+use crate::pinned::Pinned;
 use crate::records::{DatasetRecord, PlateMeta};
 use crate::scan::{fibers_in, file_layout, list_store, scan_plate, Piece, PlateSources, Scanned};
 
@@ -125,7 +126,7 @@ pub fn run_query(job: &Job, opts: &QueryOptions) -> Result<QueryReport> {
         }
         None => std::collections::BTreeMap::new(),
     };
-    let scanned = agree(job, scan_phase(job, opts, &files, &sources, &old, layout))?;
+    let (scanned, pinned) = agree(job, scan_phase(job, opts, &files, &sources, &old, layout))?;
     phases.scan = t.elapsed().as_secs_f64();
 
     // Exchange.
@@ -196,11 +197,10 @@ pub fn run_query(job: &Job, opts: &QueryOptions) -> Result<QueryReport> {
     let written = match opts.io {
         IoMode::Independent => agree(
             job,
-            copy_independent(out.temp(), &sources, &ops, copy_method()),
+            copy_independent(out.temp(), &sources, &pinned, &ops, copy_method()),
         )?,
-        IoMode::Collective => {
-            copy_collective(job, out.temp(), &sources, &ops).unwrap_or_else(|e| abort(job, e))
-        }
+        IoMode::Collective => copy_collective(job, out.temp(), &sources, &pinned, &ops)
+            .unwrap_or_else(|e| abort(job, e)),
     };
     phases.write = t.elapsed().as_secs_f64();
 
@@ -257,7 +257,7 @@ fn copy_method() -> Method {
 }
 
 /// Scans this rank's share of the requested plate-MJDs: each from its store file, and the fibers an
-/// old subset already holds from that subset.
+/// old subset already holds from that subset. The files stay open (pinned) for the copy.
 fn scan_phase(
     job: &Job,
     opts: &QueryOptions,
@@ -265,7 +265,7 @@ fn scan_phase(
     sources: &[PathBuf],
     old: &std::collections::BTreeMap<PlateMjd, Vec<i32>>,
     layout: Layout,
-) -> Result<Vec<Mine>> {
+) -> Result<(Vec<Mine>, Pinned)> {
     let mut wanted: std::collections::BTreeMap<PlateMjd, Vec<i32>> = Default::default();
     for f in &opts.fibers {
         wanted.entry(f.plate_mjd()).or_default().push(f.fiber);
@@ -304,12 +304,14 @@ fn scan_phase(
         .map(|p| p.sources.iter().map(|s| s.2.len() as u64).sum())
         .collect();
     let owner = partition_by_weight(&weights, job.size());
-    plates
+    let mut pinned = Pinned::default();
+    let mine = plates
         .iter()
         .zip(owner)
         .filter(|(_, o)| *o == job.rank())
-        .map(|(p, _)| scan_plate(p, layout).map(|scanned| Mine { pm: p.pm, scanned }))
-        .collect()
+        .map(|(p, _)| scan_plate(p, layout, &mut pinned).map(|scanned| Mine { pm: p.pm, scanned }))
+        .collect::<Result<Vec<Mine>>>()?;
+    Ok((mine, pinned))
 }
 
 /// The plate-MJD of each entry of `Offsets::tables`, on every rank (rank 0 knows the metas).

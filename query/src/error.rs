@@ -51,6 +51,9 @@ pub enum QueryError {
     },
     #[error("cannot move a record batch between ranks: {0}")]
     Ipc(#[source] arrow::error::ArrowError),
+    /// The result could not be written as CSV.
+    #[error("cannot write the result as CSV: {0}")]
+    Csv(#[source] arrow::error::ArrowError),
     #[error("{}: not a store file written by boss-ingest (no {} attribute)", path.display(), model::layout::FORMAT_ATTR)]
     Foreign { path: PathBuf },
     /// Store content the engine cannot copy (a damaged or foreign object).

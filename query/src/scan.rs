@@ -20,6 +20,7 @@ use store::v2::COEFF1;
 use store::{AttrValue, CoaddRecord, ExposureField, FieldSet, Table};
 
 use crate::error::{QueryError, Result};
+use crate::pinned::Pinned;
 use crate::records::{DatasetKind, DatasetRecord, DatasetSpec, GroupSpec, PlateMeta};
 
 pub use store::files::StoreFile;
@@ -175,10 +176,16 @@ struct Part {
 }
 
 /// Reads what a file (store or subset) holds of the fibers `fibers` (sorted) of `pm`; None when
-/// it holds none of them.
-fn read_part(path: &Path, source: u32, pm: PlateMjd, fibers: &[i32]) -> Result<Option<Part>> {
-    let file = hdf5::File::open(path).map_err(h5(path, "cannot open the store file"))?;
-    let input = store::reader::layout_of(&file).ok_or_else(|| QueryError::Foreign {
+/// it holds none of them. `pinned` and `file` are the plain and HDF5 handles of one version of the
+/// file at `path` (see [`Pinned`]), whatever `path` names by now.
+fn read_part(
+    path: &Path,
+    (pinned, file): (&std::fs::File, &hdf5::File),
+    source: u32,
+    pm: PlateMjd,
+    fibers: &[i32],
+) -> Result<Option<Part>> {
+    let input = store::reader::layout_of(file).ok_or_else(|| QueryError::Foreign {
         path: path.to_path_buf(),
     })?;
     let group_path = layout::plate_mjd_group(pm);
@@ -195,7 +202,7 @@ fn read_part(path: &Path, source: u32, pm: PlateMjd, fibers: &[i32]) -> Result<O
         tables: Vec::new(),
     };
     match input {
-        Layout::V1 => read_v1(path, &group, pm, fibers, &mut part)?,
+        Layout::V1 => read_v1(path, pinned, &group, pm, fibers, &mut part)?,
         Layout::V2 => read_v2(path, &group, fibers, &mut part)?,
     }
     if part.coadds.is_empty() {
@@ -233,6 +240,7 @@ fn dataset_place(file: &Path, path: &str, info: store::fast::DatasetInfo) -> Res
 
 fn read_v1(
     path: &Path,
+    pinned: &std::fs::File,
     group: &hdf5::Group,
     pm: PlateMjd,
     fibers: &[i32],
@@ -240,7 +248,6 @@ fn read_v1(
 ) -> Result<()> {
     use std::os::unix::fs::FileExt;
     let coadd_type = store::fast::type_of(&CoaddRecord::type_descriptor()).map_err(raw(path))?;
-    let mut raw_file: Option<std::fs::File> = None;
     for &fiber in fibers {
         // Absent is "not in the store"; present but unreadable is an error of the store file.
         let name = fiber.to_string();
@@ -279,15 +286,9 @@ fn read_v1(
         // The grid index of the first pixel, from its WAVE (the first field), read as 4 bytes; a
         // v1 output never needs it, a v2 output checks every pixel when it converts the row.
         let i0 = if len > 0 {
-            let f = match &raw_file {
-                Some(f) => f,
-                None => raw_file.insert(
-                    std::fs::File::open(path)
-                        .map_err(|e| QueryError::io(path, "cannot open", e))?,
-                ),
-            };
             let mut w = [0u8; 4];
-            f.read_exact_at(&mut w, src)
+            pinned
+                .read_exact_at(&mut w, src)
                 .map_err(|e| QueryError::io(path, "cannot read a coadd", e))?;
             let loglam = (f32::from_ne_bytes(w) as f64).log10();
             store::v2::grid_index_of(loglam).unwrap_or(i64::MIN)
@@ -603,11 +604,13 @@ pub struct PlateSources<'a> {
     pub sources: Vec<(u32, &'a Path, Vec<i32>)>,
 }
 
-/// Scans the sources of one plate-MJD for an output in layout `out`.
-pub fn scan_plate(plate: &PlateSources, out: Layout) -> Result<Scanned> {
+/// Scans the sources of one plate-MJD for an output in layout `out`, each from the file pinned
+/// for it (opened now if it is not yet): the copy reads the same files.
+pub fn scan_plate(plate: &PlateSources, out: Layout, pinned: &mut Pinned) -> Result<Scanned> {
     let mut parts = Vec::new();
     for (source, path, fibers) in &plate.sources {
-        if let Some(p) = read_part(path, *source, plate.pm, fibers)? {
+        let opened = pinned.pin(*source, path)?;
+        if let Some(p) = read_part(path, opened, *source, plate.pm, fibers)? {
             parts.push(p);
         }
     }

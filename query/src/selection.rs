@@ -239,14 +239,14 @@ pub fn select(job: &Job, store: &Path, ask: &Ask) -> Result<Selected> {
 /// Rank 0's part: the SQL, the crossmatch, the listing.
 fn on_root(o: &Opened, ask: &Ask) -> Result<(Shared, Option<RecordBatch>, Option<String>)> {
     let engine = &o.engine;
-    let mut filter = ask.filters.to_sql();
+    let mut filters = ask.filters.terms();
     let mut exprs = Vec::new();
     let mut missing = Vec::new();
     if let Some(list) = &ask.list {
         let keys: Vec<i64> = list.iter().map(|f| f.key()).collect();
         exprs.push(key_in(&keys));
         // Listed fibers the catalog does not have at all (not those the filters leave out).
-        let present = engine.select(None, vec![key_in(&keys)], Some(&[columns::KEY]))?;
+        let present = engine.select(&[], vec![key_in(&keys)], Some(&[columns::KEY]))?;
         let present: HashSet<i64> = key_values(&present).collect();
         missing = keys.into_iter().filter(|k| !present.contains(k)).collect();
     }
@@ -268,7 +268,7 @@ fn on_root(o: &Opened, ask: &Ask) -> Result<(Shared, Option<RecordBatch>, Option
     if let Some(m) = &ask.matching {
         let targets = read_targets(&m.targets)?;
         let cand = engine.select(
-            filter.as_deref(),
+            &filters,
             exprs.clone(),
             Some(&[columns::KEY, columns::RA, columns::DEC]),
         )?;
@@ -302,7 +302,7 @@ fn on_root(o: &Opened, ask: &Ask) -> Result<(Shared, Option<RecordBatch>, Option
         fiber_keys.sort_unstable();
         fiber_keys.dedup();
         // The filters are applied: the matched keys are the selection.
-        filter = None;
+        filters.clear();
         exprs = vec![key_in(&fiber_keys)];
         matched = Some((
             targets,
@@ -324,7 +324,7 @@ fn on_root(o: &Opened, ask: &Ask) -> Result<(Shared, Option<RecordBatch>, Option
     } else {
         Some(&[columns::KEY])
     };
-    let rows = engine.select(filter.as_deref(), exprs, columns)?;
+    let rows = engine.select(&filters, exprs, columns)?;
     let keys: Vec<i64> = key_values(&rows).collect();
     if let (Some(r), Some(c)) = (&mut id_report, &id_column) {
         let found: HashSet<String> = (0..rows.num_rows())
@@ -376,16 +376,48 @@ fn project(b: &RecordBatch, names: &[&str]) -> Result<RecordBatch> {
         .map_err(|e| QueryError::Catalog(CatalogError::Sql(e.to_string())))
 }
 
-/// A batch as CSV with a header (the `--list` and `--sql` output).
+/// A batch as CSV with a header (the `--list` and `--sql` output). Array columns (MAG, the
+/// spectra) are written as their text, `[1.0, 2.0]`, quoted: CSV has no nested values.
 pub fn csv_of(b: &RecordBatch) -> Result<String> {
+    let b = nested_as_text(b).map_err(QueryError::Csv)?;
     let mut buf = Vec::new();
     {
         let mut w = arrow::csv::WriterBuilder::new()
             .with_header(true)
             .build(&mut buf);
-        w.write(b).map_err(QueryError::Ipc)?;
+        w.write(&b).map_err(QueryError::Csv)?;
     }
     Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// The batch with every nested column (lists, structs, maps) replaced by its text.
+fn nested_as_text(b: &RecordBatch) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    if !b
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| f.data_type().is_nested())
+    {
+        return Ok(b.clone());
+    }
+    let options = FormatOptions::default();
+    let mut fields = Vec::new();
+    let mut arrays: Vec<ArrayRef> = Vec::new();
+    for (f, a) in b.schema().fields().iter().zip(b.columns()) {
+        if !f.data_type().is_nested() {
+            fields.push(f.as_ref().clone());
+            arrays.push(a.clone());
+            continue;
+        }
+        let fmt = ArrayFormatter::try_new(a.as_ref(), &options)?;
+        let text: StringArray = (0..a.len())
+            .map(|i| a.is_valid(i).then(|| fmt.value(i).to_string()))
+            .collect();
+        fields.push(Field::new(f.name(), DataType::Utf8, true));
+        arrays.push(Arc::new(text));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
 }
 
 /// The `--list` of a crossmatch: each target's columns as written, then its fiber's columns and the
@@ -421,13 +453,13 @@ fn match_listing(
     let projected = project(rows, columns)?;
     for (f, a) in projected.schema().fields().iter().zip(projected.columns()) {
         fields.push(f.as_ref().clone());
-        arrays.push(take(a, &idx, None).map_err(QueryError::Ipc)?);
+        arrays.push(take(a, &idx, None).map_err(QueryError::Csv)?);
     }
     fields.push(Field::new("separation_arcsec", DataType::Float64, false));
     arrays.push(Arc::new(Float64Array::from_iter_values(
         found.iter().map(|f| f.2 * 3600.0),
     )));
-    let b = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(QueryError::Ipc)?;
+    let b = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(QueryError::Csv)?;
     csv_of(&b)
 }
 

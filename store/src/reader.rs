@@ -48,7 +48,7 @@ pub fn inventory(file: &hdf5::File, pm: PlateMjd) -> hdf5::Result<Vec<FiberEntry
                 })
                 .collect())
         }
-        _ => {
+        Some(Layout::V1) => {
             let mut fibers: Vec<i32> = group
                 .member_names()?
                 .iter()
@@ -57,13 +57,18 @@ pub fn inventory(file: &hdf5::File, pm: PlateMjd) -> hdf5::Result<Vec<FiberEntry
             fibers.sort_unstable();
             let mut out = Vec::with_capacity(fibers.len());
             for fiber in fibers {
-                let Ok(coadd) = file.dataset(&layout::coadd_path(pm, fiber)) else {
+                // Absent is "no spectrum of this fiber"; present but unreadable is an error of the
+                // file, never a smaller answer.
+                let fiber_group = group.group(&fiber.to_string())?;
+                if !fiber_group.link_exists(layout::COADD) {
                     continue;
+                }
+                let coadd = fiber_group.dataset(layout::COADD)?;
+                let nexp = if fiber_group.link_exists(layout::EXPOSURES) {
+                    fiber_group.group(layout::EXPOSURES)?.member_names()?.len()
+                } else {
+                    0
                 };
-                let nexp = file
-                    .group(&layout::exposures_group(pm, fiber))
-                    .and_then(|g| g.member_names())
-                    .map_or(0, |m| m.len());
                 out.push(FiberEntry {
                     fiber,
                     npix: coadd.size(),
@@ -72,6 +77,11 @@ pub fn inventory(file: &hdf5::File, pm: PlateMjd) -> hdf5::Result<Vec<FiberEntry
             }
             Ok(out)
         }
+        None => Err(format!(
+            "the file has no readable {} attribute naming its layout",
+            layout::FORMAT_ATTR
+        )
+        .into()),
     }
 }
 

@@ -3,6 +3,7 @@
 
 use hdf5::types::{CompoundField, CompoundType, FloatSize, IntSize, TypeDescriptor};
 use hdf5::{Dataset, Datatype, Group};
+use std::collections::HashMap;
 
 use crate::raw;
 use model::layout;
@@ -278,6 +279,16 @@ impl Table {
         (0..self.num_rows())
             .map(|r| self.int_value(r, col).map(|v| v as i32))
             .collect()
+    }
+
+    /// The rows of each fiber, as bytes, in table order (None when the table has no FIBERID).
+    pub fn fiber_rows(&self) -> Option<HashMap<i32, Vec<&[u8]>>> {
+        let ids = self.fiber_ids()?;
+        let mut out: HashMap<i32, Vec<&[u8]>> = HashMap::new();
+        for (r, f) in ids.into_iter().enumerate() {
+            out.entry(f).or_default().push(self.row(r));
+        }
+        Some(out)
     }
 
     /// True when both tables have the same columns (names, kinds, shapes).

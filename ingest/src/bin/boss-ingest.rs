@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ingest::job::{Config, Events, Summary};
 use ingest::plan::Failure;
 use ingest::writer::{Conflict, ConflictRule};
+use model::message::one_line;
 use ranks::Job;
 
 /// Convert SDSS/BOSS FITS files (spPlate, spec, spZbest, spZline, spAll) into an HDF5 store laid out
@@ -51,20 +52,12 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    model::stdout::note_closed_stdout();
     let args = Args::parse();
     let job = Job::init_if_launched();
     let code = run(&args, &job);
     drop(job);
     ExitCode::from(code)
-}
-
-/// One line per message: HDF5 and cfitsio errors may span several.
-fn one_line(s: &str) -> String {
-    s.split('\n')
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 fn run(args: &Args, job: &Job) -> u8 {
@@ -137,7 +130,9 @@ fn run(args: &Args, job: &Job) -> u8 {
         }
         Ok(None) => 0,
         Ok(Some(summary)) => {
-            report(args, &summary);
+            if !report(args, &summary) {
+                return 2;
+            }
             u8::from(summary.files_failed > 0 || summary.stopped)
         }
     }
@@ -161,16 +156,18 @@ fn print_conflicts(conflicts: &[Conflict]) {
         .iter()
         .filter(|c| c.rule != ConflictRule::SpplateOverSpec)
     {
-        eprintln!("boss-ingest: conflict: {c}");
+        eprintln!("boss-ingest: conflict: {}", one_line(&c.to_string()));
     }
 }
 
-fn report(args: &Args, s: &Summary) {
+/// Says the outcome; false when the JSON summary could not be written to standard output.
+fn report(args: &Args, s: &Summary) -> bool {
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(s).expect("summary serialises")
-        );
+        let json = serde_json::to_string_pretty(s).expect("summary serialises");
+        if let Err(e) = model::stdout::write(&format!("{json}\n")) {
+            eprintln!("boss-ingest: error: cannot write the summary to standard output: {e}");
+            return false;
+        }
     }
     if !args.quiet {
         eprintln!(
@@ -189,6 +186,7 @@ fn report(args: &Args, s: &Summary) {
             s.ranks
         );
     }
+    true
 }
 
 fn progress_bar(job: &Job, quiet: bool, total: u64) -> ProgressBar {

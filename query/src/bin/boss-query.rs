@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use catalog::filters::Filters;
 use catalog::sky::{Angle, Cone};
 use clap::Parser;
+use model::message::one_line;
 use query::engine::IoMode;
 use query::error::QueryError;
 use query::export::SpectralColumn;
@@ -158,6 +159,7 @@ impl Args {
 }
 
 fn main() -> ExitCode {
+    model::stdout::note_closed_stdout();
     let args = Args::parse();
     // Collective MPI-IO needs MPI even for one process; otherwise a plain process runs without MPI
     // (an MPI singleton takes about a second to start) and writes with plain file I/O.
@@ -203,13 +205,16 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// One line per message: HDF5 errors may span several.
-fn one_line(s: &str) -> String {
-    s.split('\n')
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ")
+/// Writes results to standard output: a reader that closed the pipe ends the output quietly; any
+/// other write error is said and gives exit code 2.
+fn to_stdout(text: &str) -> Result<(), u8> {
+    match model::stdout::write(text) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            eprintln!("boss-query: error: cannot write the results to standard output: {e}");
+            Err(2)
+        }
+    }
 }
 
 /// Prints the outcome on rank 0; returns the exit code.
@@ -219,10 +224,12 @@ fn report(args: &Args, job: &Job, s: &Summary) -> u8 {
         return code;
     }
     if let Some(listing) = &s.listing {
-        print!("{listing}");
+        if let Err(code) = to_stdout(listing) {
+            return code;
+        }
     }
     for w in &s.warnings {
-        eprintln!("boss-query: warning: {w}");
+        eprintln!("boss-query: warning: {}", one_line(w));
     }
     for m in &s.missing_ids {
         eprintln!(
@@ -231,10 +238,10 @@ fn report(args: &Args, job: &Job, s: &Summary) -> u8 {
         );
     }
     if args.json && s.listing.is_none() {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(s).expect("summary serialises")
-        );
+        let json = serde_json::to_string_pretty(s).expect("summary serialises");
+        if let Err(code) = to_stdout(&format!("{json}\n")) {
+            return code;
+        }
     }
     if let (Some(p), Some(output)) = (&s.phases, &args.output) {
         eprintln!(
