@@ -574,7 +574,7 @@ mod tests {
         let out = dir.path().join("out");
         std::fs::write(&a, (0..=255u8).collect::<Vec<_>>()).unwrap();
         let mut pinned = Pinned::default();
-        pinned.pin(0, &a).unwrap();
+        pinned.pin_plain(0, &a).unwrap();
         // An ingest renames a new version over the file after the scan: the copy still reads the
         // version it planned on.
         let newer = dir.path().join("a.new");

@@ -27,6 +27,8 @@ struct Source {
 #[derive(Default)]
 pub struct Pinned {
     files: HashMap<u32, Source>,
+    #[cfg(test)]
+    plain: HashMap<u32, File>,
 }
 
 impl Pinned {
@@ -40,10 +42,22 @@ impl Pinned {
         Ok((&s.file, &s.hdf5))
     }
 
+    /// Holds `path` as source `source` without opening it by HDF5: for copy tests whose sources
+    /// are plain byte files.
+    #[cfg(test)]
+    pub fn pin_plain(&mut self, source: u32, path: &Path) -> Result<()> {
+        let file = File::open(path).map_err(|e| QueryError::io(path, "cannot open", e))?;
+        self.plain.insert(source, file);
+        Ok(())
+    }
+
     /// The file opened as `source`; an error when this rank never opened it (its byte ranges were
     /// planned by another rank, which cannot happen: each rank copies only what it scanned).
     pub fn file(&self, source: u32, path: &Path) -> Result<&File> {
-        self.files.get(&source).map(|s| &s.file).ok_or_else(|| {
+        let file = self.files.get(&source).map(|s| &s.file);
+        #[cfg(test)]
+        let file = file.or_else(|| self.plain.get(&source));
+        file.ok_or_else(|| {
             QueryError::store(path, "internal: copying from a file this rank did not scan")
         })
     }
