@@ -51,6 +51,8 @@ TIMEOUT = 120
 CATALOG = "catalog.parquet"
 CATALOG_COLUMNS = ["key", "plate", "mjd", "fiber", "file", "npix", "nexp", "ra", "dec", "class", "subclass",
                    "z", "z_err", "zwarning", "objtype", "specprimary", "sn_median_all"]
+# Derived columns of later surveys, after the SDSS-I–IV ones (null in SDSS-I–IV rows, but "survey").
+LATER_COLUMNS = ["survey", "field_id", "catalogid"]
 # Exported spectral column -> coadd field of the store.
 SPECTRAL = {"wave": "WAVE", "flux": "FLUX", "ivar": "IVAR", "and_mask": "AND_MASK", "or_mask": "OR_MASK",
             "wavedisp": "WAVEDISP", "sky": "SKY", "model": "MODEL"}

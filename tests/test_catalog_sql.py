@@ -33,10 +33,10 @@ from astropy.coordinates import SkyCoord, search_around_sky
 from astropy.io import fits
 
 from conftest import run
-from test_catalog_export import CATALOG_COLUMNS, parse_store_name
+from test_catalog_export import CATALOG_COLUMNS, LATER_COLUMNS, parse_store_name
 
 TIMEOUT = 180
-MERGED = {"PLATE", "MJD", "CLASS", "SUBCLASS", "Z", "Z_ERR", "ZWARNING", "OBJTYPE", "SN_MEDIAN_ALL"}
+MERGED = {"PLATE", "CATALOGID", "MJD", "CLASS", "SUBCLASS", "Z", "Z_ERR", "ZWARNING", "OBJTYPE", "SN_MEDIAN_ALL"}
 TABLES = ("spall", "zbest", "plugmap")
 
 
@@ -90,7 +90,7 @@ def expected_names(files) -> dict[tuple[str, str], str]:
             for c in data.dtype.names:
                 if c not in order[t]:
                     order[t].append(c)
-    taken = {c.lower() for c in CATALOG_COLUMNS}
+    taken = {c.lower() for c in CATALOG_COLUMNS + LATER_COLUMNS}
     names = {}
     for t in TABLES:
         for c in order[t]:
@@ -120,7 +120,7 @@ def check_every_column(store: Path):
     names = expected_names(files)
     table = pq.read_table(store / "catalog.parquet")
     got = set(table.column_names)
-    want = set(CATALOG_COLUMNS) | set(names.values())
+    want = set(CATALOG_COLUMNS) | set(LATER_COLUMNS) | set(names.values())
     assert got == want, f"missing {sorted(want - got)}, unexpected {sorted(got - want)}"
     assert len({n.lower() for n in table.column_names}) == len(table.column_names), "names unique ignoring case"
     rows = {r["key"]: r for r in table.to_pylist()}

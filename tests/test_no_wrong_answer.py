@@ -565,7 +565,9 @@ def test_sql_select_star_with_array_columns_prints_csv(catalog_store, query_bin)
     assert keys == sorted(pq.read_table(catalog_store / "catalog.parquet", columns=["key"])["key"].to_pylist())
 
 
-def test_sdss5_file_is_named_as_not_supported(ingest_bin, synth_small, tmp_path):
+def test_sdss5_file_without_its_columns_is_named(ingest_bin, synth_small, tmp_path):
+    """A file that looks like SDSS-V (FIELDID, RUN2D v6) but lacks what an SDSS-V spec file must
+    have: one message naming the file, the HDU and the column (no longer "PLATEID is missing")."""
     src = sorted(synth_small.rglob("spec-*.fits"))[0]
     bad = tmp_path / "in" / "spec-015000-59000-27021597.fits"
     bad.parent.mkdir()
@@ -577,5 +579,5 @@ def test_sdss5_file_is_named_as_not_supported(ingest_bin, synth_small, tmp_path)
     assert proc.returncode == 1, proc.stderr
     lines = stderr_lines(proc)
     assert len(lines) == 1 and bad.name in lines[0], lines
-    assert "SDSS-V" in lines[0] and "not supported" in lines[0], lines
+    assert "SPALL" in lines[0] and "FIELD" in lines[0], lines
     assert summary["files_failed"] == 1 and summary["fibers_added"] == 0

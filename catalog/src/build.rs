@@ -1,6 +1,7 @@
-//! The catalog rows of one store file, as one Arrow record batch: one row per fiber, the derived
-//! columns, then every column of the plate's spall, zbest and plugmap tables (the fiber's first row
-//! in each; null where a table has no row for it). Names are provisional (`spall:Z`) until the
+//! The catalog rows of one store file, as one Arrow record batch: one row per spectrum (an
+//! SDSS-I–IV fiber, an SDSS-V target of a field-MJD), the derived columns, then every column of the
+//! group's spall, zbest and plugmap tables (the spectrum's first row in each, found by the group's
+//! row key — FIBERID or TARGET_INDEX; null where a table has no row for it). Names are provisional (`spall:Z`) until the
 //! batches of a catalog are put together ([`crate::unify`]).
 
 use std::collections::HashMap;
@@ -16,8 +17,8 @@ use arrow::datatypes::{
     ArrowPrimitiveType, DataType, Field, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,
     Int8Type, Schema, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
-use model::layout::{self, PlateTable};
-use model::{FiberId, PlateMjd};
+use model::layout::{sdss5, PlateTable};
+use model::{GroupId, PlateMjd, SpectrumId};
 use ranks::{partition_by_weight, Job};
 use store::files::StoreFile;
 use store::table::{Column, ScalarKind};
@@ -27,13 +28,42 @@ use crate::columns::{self, DerivedType, Origin, Source, DERIVED, TABLES};
 use crate::error::CatalogError;
 use crate::ipc;
 
-/// The plate-level tables of one plate-MJD, each with the row of every fiber it has.
+/// The tables of one store group, each with the row of every spectrum it has.
 struct Tables {
-    tables: Vec<(PlateTable, Table, HashMap<i32, usize>)>,
+    tables: Vec<(PlateTable, Table, HashMap<i64, usize>)>,
+}
+
+/// One spectrum of a store file: its row key (fiber, TARGET_INDEX), pixel and exposure counts, and
+/// its CATALOGID (SDSS-V).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub row: i64,
+    pub npix: usize,
+    pub nexp: usize,
+    pub catalogid: Option<i64>,
+}
+
+impl From<&store::reader::FiberEntry> for Entry {
+    fn from(e: &store::reader::FiberEntry) -> Self {
+        Self {
+            row: e.fiber.into(),
+            npix: e.npix,
+            nexp: e.nexp,
+            catalogid: None,
+        }
+    }
+}
+
+/// The column that keys the rows of a group's tables.
+fn row_key(group: GroupId) -> &'static str {
+    match group {
+        GroupId::Plate(_) => "FIBERID",
+        GroupId::Field(_) => sdss5::TARGET_INDEX,
+    }
 }
 
 impl Tables {
-    fn read(group: &hdf5::Group) -> Result<Self, store::table::TableError> {
+    fn read(group: &hdf5::Group, key: &str) -> Result<Self, store::table::TableError> {
         let mut tables = Vec::new();
         for t in TABLES {
             // Absent is "no such table"; present but unreadable is an error of the file.
@@ -41,18 +71,18 @@ impl Tables {
                 tables.push((t, Table::read(&group.dataset(t.name())?)?));
             }
         }
-        Ok(Self::new(tables))
+        Ok(Self::new(tables, key))
     }
 
-    /// The tables with a FIBERID column, each with the first row of every fiber.
-    fn new(tables: Vec<(PlateTable, Table)>) -> Self {
+    /// The tables with a key column, each with the first row of every spectrum.
+    fn new(tables: Vec<(PlateTable, Table)>, key: &str) -> Self {
         let tables = tables
             .into_iter()
             .filter_map(|(t, table)| {
-                let ids = table.fiber_ids()?;
+                let ids = table.key_values(key)?;
                 let mut first = HashMap::new();
-                for (row, fiber) in ids.into_iter().enumerate() {
-                    first.entry(fiber).or_insert(row);
+                for (row, k) in ids.into_iter().enumerate() {
+                    first.entry(k).or_insert(row);
                 }
                 Some((t, table, first))
             })
@@ -60,7 +90,7 @@ impl Tables {
         Self { tables }
     }
 
-    fn get(&self, t: PlateTable) -> Option<(&Table, &HashMap<i32, usize>)> {
+    fn get(&self, t: PlateTable) -> Option<(&Table, &HashMap<i64, usize>)> {
         self.tables
             .iter()
             .find(|x| x.0 == t)
@@ -70,7 +100,7 @@ impl Tables {
     /// The first (table, column) in `order` that exists and has a value for this fiber.
     fn find<T>(
         &self,
-        fiber: i32,
+        fiber: i64,
         order: &[(PlateTable, &str)],
         get: impl Fn(&Table, usize, usize) -> Option<T>,
     ) -> Option<T> {
@@ -82,20 +112,36 @@ impl Tables {
     }
 }
 
-/// The catalog batch of the store file of `pm` (provisional names; see [`crate::unify`]).
-pub fn file_batch(path: &Path, pm: PlateMjd) -> Result<RecordBatch, CatalogError> {
+/// The catalog batch of the store file of `group` (provisional names; see [`crate::unify`]).
+pub fn file_batch(path: &Path, group: GroupId) -> Result<RecordBatch, CatalogError> {
     let h5 = |source| CatalogError::Store {
         path: path.to_path_buf(),
         source,
     };
     let file = hdf5::File::open(path).map_err(h5)?;
-    let group = file.group(&layout::plate_mjd_group(pm)).map_err(h5)?;
-    let tables = Tables::read(&group).map_err(|e| CatalogError::Table {
+    let g = file.group(&group.path()).map_err(h5)?;
+    let tables = Tables::read(&g, row_key(group)).map_err(|e| CatalogError::Table {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    let entries = store::reader::inventory(&file, pm).map_err(h5)?;
-    rows_batch(pm, &entries, tables).map_err(|source| CatalogError::Arrow {
+    let entries: Vec<Entry> = match group {
+        GroupId::Plate(pm) => store::reader::inventory(&file, pm)
+            .map_err(h5)?
+            .iter()
+            .map(Entry::from)
+            .collect(),
+        GroupId::Field(_) => store::merged::inventory(&file, group)
+            .map_err(h5)?
+            .into_iter()
+            .map(|e| Entry {
+                row: e.row,
+                npix: e.npix,
+                nexp: e.nexp,
+                catalogid: Some(e.catalogid),
+            })
+            .collect(),
+    };
+    rows_batch(group, &entries, tables).map_err(|source| CatalogError::Arrow {
         path: path.to_path_buf(),
         source,
     })
@@ -107,22 +153,24 @@ pub fn batch_of(
     entries: &[store::reader::FiberEntry],
     tables: Vec<(PlateTable, Table)>,
 ) -> Result<RecordBatch, arrow::error::ArrowError> {
-    rows_batch(pm, entries, Tables::new(tables))
+    let group = GroupId::Plate(pm);
+    let entries: Vec<Entry> = entries.iter().map(Entry::from).collect();
+    rows_batch(group, &entries, Tables::new(tables, row_key(group)))
 }
 
 fn rows_batch(
-    pm: PlateMjd,
-    entries: &[store::reader::FiberEntry],
+    group: GroupId,
+    entries: &[Entry],
     tables: Tables,
 ) -> Result<RecordBatch, arrow::error::ArrowError> {
-    let fibers: Vec<i32> = entries.iter().map(|e| e.fiber).collect();
+    let fibers: Vec<i64> = entries.iter().map(|e| e.row).collect();
     let mut fields: Vec<Field> = Vec::new();
     let mut arrays: Vec<ArrayRef> = Vec::new();
-    let file_name = layout::store_file_name(pm);
+    let file_name = group.store_file_name();
     for d in &DERIVED {
         fields.push(Origin::Derived(d.name).field(d.data_type.arrow(), d.nullable));
         arrays.push(match d.source {
-            Source::Fiber => fiber_column(d.name, pm, entries, &file_name),
+            Source::Fiber => fiber_column(d.name, group, entries, &file_name),
             Source::Tables(order) => derived_column(d.data_type, &fibers, &tables, order),
         });
     }
@@ -165,7 +213,7 @@ pub fn build_on_ranks(job: &Job, files: &[StoreFile]) -> Result<Option<Built>, C
         if o != job.rank() {
             continue;
         }
-        match file_batch(&f.path, f.pm) {
+        match file_batch(&f.path, f.group) {
             // Rank 0 keeps its own batches; the others send theirs as bytes.
             Ok(b) if job.is_root() => kept.push(b),
             Ok(b) => local.0.push(ipc::to_bytes(&b)?),
@@ -197,36 +245,41 @@ fn unsigned_id(name: &str) -> bool {
         .any(|n| n.eq_ignore_ascii_case(name))
 }
 
-fn fiber_column(
-    name: &str,
-    pm: PlateMjd,
-    entries: &[store::reader::FiberEntry],
-    file_name: &str,
-) -> ArrayRef {
-    let i32s = |f: &dyn Fn(&store::reader::FiberEntry) -> i32| {
+fn fiber_column(name: &str, group: GroupId, entries: &[Entry], file_name: &str) -> ArrayRef {
+    let i32s = |f: &dyn Fn(&Entry) -> i32| {
         Arc::new(Int32Array::from_iter_values(entries.iter().map(f))) as ArrayRef
+    };
+    let opt_i32s = |f: &dyn Fn(&Entry) -> Option<i32>| {
+        Arc::new(Int32Array::from_iter(entries.iter().map(f))) as ArrayRef
+    };
+    let (plate, field, mjd) = match group {
+        GroupId::Plate(pm) => (Some(pm.plate), None, pm.mjd),
+        GroupId::Field(f) => (None, Some(f.field), f.mjd),
     };
     match name {
         columns::KEY => Arc::new(Int64Array::from_iter_values(
-            entries
-                .iter()
-                .map(|e| FiberId::new(pm.plate, pm.mjd, e.fiber).key()),
+            entries.iter().map(|e| SpectrumId::new(group, e.row).key()),
         )),
-        columns::PLATE => i32s(&|_| pm.plate),
-        columns::MJD => i32s(&|_| pm.mjd),
-        columns::FIBER => i32s(&|e| e.fiber),
+        columns::PLATE => opt_i32s(&|_| plate),
+        columns::MJD => i32s(&|_| mjd),
+        columns::FIBER => opt_i32s(&|e| plate.map(|_| e.row as i32)),
         columns::NPIX => i32s(&|e| e.npix as i32),
         columns::NEXP => i32s(&|e| e.nexp as i32),
         columns::FILE => Arc::new(StringArray::from_iter_values(
             entries.iter().map(|_| file_name),
         )),
-        other => unreachable!("{other} is not a fiber column"),
+        columns::SURVEY => Arc::new(StringArray::from_iter_values(
+            entries.iter().map(|_| group.survey().name()),
+        )),
+        columns::FIELDID => opt_i32s(&|_| field),
+        columns::CATALOGID => Arc::new(Int64Array::from_iter(entries.iter().map(|e| e.catalogid))),
+        other => unreachable!("{other} is not a spectrum column"),
     }
 }
 
 fn derived_column(
     ty: DerivedType,
-    fibers: &[i32],
+    fibers: &[i64],
     tables: &Tables,
     order: &[(PlateTable, &str)],
 ) -> ArrayRef {

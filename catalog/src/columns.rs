@@ -56,6 +56,9 @@ pub const ZWARNING: &str = "zwarning";
 pub const OBJTYPE: &str = "objtype";
 pub const SPECPRIMARY: &str = "specprimary";
 pub const SN_MEDIAN_ALL: &str = "sn_median_all";
+pub const SURVEY: &str = "survey";
+pub const FIELDID: &str = "field_id";
+pub const CATALOGID: &str = "catalogid";
 
 /// The tables whose columns the catalog carries, in the order of precedence for names.
 pub const TABLES: [PlateTable; 3] = [PlateTable::Spall, PlateTable::Zbest, PlateTable::Plugmap];
@@ -106,16 +109,17 @@ impl DerivedType {
 
 use PlateTable::{Plugmap as P, Spall as S, Zbest as Zb};
 
-/// The derived columns, in the order of the catalog.
-pub const DERIVED: [Derived; 17] = [
+/// The derived columns, in the order of the catalog (the SDSS-I–IV ones first, as before SDSS-V
+/// entered the store; those of later surveys after them).
+pub const DERIVED: [Derived; 20] = [
     fiber(
         KEY,
         DerivedType::Int64,
-        "plate*10^9 + mjd*10^4 + fiber: one integer per fiber",
+        "one integer per spectrum: plate*10^9 + mjd*10^4 + fiber for SDSS-I–IV, 3*10^18 + coadd*10^17 + field*10^10 + mjd*10^5 + target_index for SDSS-V",
     ),
-    fiber(PLATE, DerivedType::Int32, "plate number"),
-    fiber(MJD, DerivedType::Int32, "MJD of the plate-MJD"),
-    fiber(FIBER, DerivedType::Int32, "fiber number (FIBERID)"),
+    optional(PLATE, DerivedType::Int32, "plate number (SDSS-I–IV)"),
+    fiber(MJD, DerivedType::Int32, "MJD of the plate-MJD or field-MJD"),
+    optional(FIBER, DerivedType::Int32, "fiber number (FIBERID; SDSS-I–IV)"),
     fiber(FILE, DerivedType::Utf8, "the store file holding the fiber"),
     fiber(NPIX, DerivedType::Int32, "pixels of the coadd"),
     fiber(
@@ -178,6 +182,17 @@ pub const DERIVED: [Derived; 17] = [
         &[(S, "SN_MEDIAN_ALL"), (Zb, "SN_MEDIAN_ALL")],
         "median signal-to-noise over the spectrum",
     ),
+    fiber(
+        SURVEY,
+        DerivedType::Utf8,
+        "the survey generation: sdss4 (SDSS-I to IV, plates) or sdss5 (SDSS-V, fields)",
+    ),
+    optional(
+        FIELDID,
+        DerivedType::Int32,
+        "SDSS-V field (FIELD of its spAll row; 0 for all-epoch coadds). Not named field or fieldid: SDSS-I–IV spAll FIELD and FIELDID are imaging fields and keep their names",
+    ),
+    optional(CATALOGID, DerivedType::Int64, "SDSS-V CATALOGID of the target"),
 ];
 
 const fn fiber(name: &'static str, data_type: DerivedType, doc: &'static str) -> Derived {
@@ -185,6 +200,17 @@ const fn fiber(name: &'static str, data_type: DerivedType, doc: &'static str) ->
         name,
         data_type,
         nullable: false,
+        source: Source::Fiber,
+        doc,
+    }
+}
+
+/// A column of the spectrum's identity that only some surveys have (null for the others).
+const fn optional(name: &'static str, data_type: DerivedType, doc: &'static str) -> Derived {
+    Derived {
+        name,
+        data_type,
+        nullable: true,
         source: Source::Fiber,
         doc,
     }
@@ -208,8 +234,9 @@ const fn table(
 /// spall columns a derived column of the same name (ignoring case) holds: not repeated. The others
 /// that clash (RA, DEC: the photometric position; SPECPRIMARY: a byte) keep their values under a
 /// prefixed name.
-pub const MERGED: [&str; 9] = [
+pub const MERGED: [&str; 10] = [
     "PLATE",
+    "CATALOGID",
     "MJD",
     "CLASS",
     "SUBCLASS",
@@ -225,7 +252,7 @@ pub const MERGED: [&str; 9] = [
 pub const UNSIGNED_IDS: [&str; 1] = ["SPECOBJID"];
 
 /// The ID columns `--ids` looks up, in this order.
-pub const ID_COLUMNS: [&str; 3] = ["SPECOBJID", "THING_ID", "TARGETID"];
+pub const ID_COLUMNS: [&str; 5] = ["SPECOBJID", "THING_ID", "TARGETID", "CATALOGID", "SDSS_ID"];
 
 /// Where a catalog column comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

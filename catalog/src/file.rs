@@ -25,7 +25,7 @@ use crate::unify::{conform, origins, union_schema};
 /// The key-value metadata entry with the catalog format version.
 pub const VERSION_KEY: &str = "boss.catalog.version";
 /// The catalog format this crate writes and reads.
-pub const VERSION: &str = "2";
+pub const VERSION: &str = "3";
 /// The key-value metadata entry listing the store files of the catalog (one name per line).
 pub const FILES_KEY: &str = "boss.catalog.store_files";
 /// Rows per row group: small enough for key ranges to prune, large enough to compress well.

@@ -236,9 +236,17 @@ pub fn one_of(column: &str, values: Vec<ScalarValue>) -> Expr {
 
 /// The expression "key is one of these".
 pub fn key_in(keys: &[i64]) -> Expr {
+    int64_in(KEY, keys)
+}
+
+/// The expression "this Int64 column is one of these".
+pub fn int64_in(column: &str, values: &[i64]) -> Expr {
     one_of(
-        KEY,
-        keys.iter().map(|&k| ScalarValue::Int64(Some(k))).collect(),
+        column,
+        values
+            .iter()
+            .map(|&k| ScalarValue::Int64(Some(k)))
+            .collect(),
     )
 }
 

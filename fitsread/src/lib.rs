@@ -958,6 +958,11 @@ pub struct TableLayout {
 }
 
 impl TableLayout {
+    /// True when the table has a column of this name (any case).
+    pub fn has_column(&self, name: &str) -> bool {
+        self.table.column_index(name).is_some()
+    }
+
     /// Converts raw big-endian FITS rows to packed native-endian rows appended to `table`.
     fn convert_into(&self, raw: &[u8], table: &mut Table) {
         let offsets = table.offsets().to_vec();

@@ -26,6 +26,8 @@ pub enum InputKind {
     Zline,
     /// `spAll*.fits`: the survey catalog.
     SpAll,
+    /// An SDSS-V input (DR18 and later).
+    Sdss5(crate::sdss5::Kind),
 }
 
 impl InputKind {
@@ -72,8 +74,12 @@ pub enum Problem {
         "not a BOSS file name (expected spPlate-*, spec-*, spZbest-*, spZline-* or spAll*.fits)"
     )]
     NotBossName,
-    #[error("{0}: not supported yet (this version reads SDSS-I–IV files only)")]
+    #[error("{0}: not supported yet (this version reads SDSS-I–V files)")]
     Unsupported(&'static str),
+    #[error("{0}")]
+    Sdss5(String),
+    #[error("an SDSS-V (DR18 and later) file under an SDSS-I–IV name: SDSS-V files are named spec-<FIELD>-<MJD>-<CATALOGID>.fits, spField-<FIELD>-<MJD>.fits")]
+    Sdss5UnderSdss4Name,
     #[error("the header says {header} but the file name says {name}")]
     Identity { header: String, name: String },
     #[error("HDU {position} ({name}) is missing{why}")]
@@ -248,8 +254,12 @@ pub fn identify(path: &Path, kind: InputKind) -> Result<(PlateMjd, Option<i32>)>
     }
     let mut f = Fits::open(path).map_err(ctx(path))?;
     f.select(0).map_err(ctx(path))?;
-    if let Some(survey) = other_survey(&mut f) {
-        return Err(InputError::new(path, Problem::Unsupported(survey)));
+    match other_survey(&mut f) {
+        Some(Other::Desi) => {
+            return Err(InputError::new(path, Problem::Unsupported("a DESI file")))
+        }
+        Some(Other::Sdss5) => return Err(InputError::new(path, Problem::Sdss5UnderSdss4Name)),
+        None => {}
     }
     let pm = header_plate_mjd(&mut f, path)?;
     let fiber = match kind {
@@ -275,7 +285,7 @@ pub fn identify(path: &Path, kind: InputKind) -> Result<(PlateMjd, Option<i32>)>
 /// HDU): SDSS-V files have a FIELDID and a RUN2D of v6 or later; DESI files group spectra (SPGRP:
 /// healpix or a tile grouping, HPXPIXEL) or name the instrument. (TILEID is no sign: BOSS headers
 /// have one too.)
-fn other_survey(f: &mut Fits) -> Option<&'static str> {
+fn other_survey(f: &mut Fits) -> Option<Other> {
     // Present as a string, or present with a value that is not a string (an error, where an absent
     // keyword is Ok(None)).
     let has = |f: &mut Fits, k: &str| f.key_str(k).map_or(true, |v| v.is_some());
@@ -285,16 +295,23 @@ fn other_survey(f: &mut Fits) -> Option<&'static str> {
             .flatten()
             .is_some_and(|i| i.trim().eq_ignore_ascii_case("DESI"));
     if desi {
-        return Some("a DESI file");
+        return Some(Other::Desi);
     }
-    let run2d_v6 = f.key_str("RUN2D").ok().flatten().is_some_and(|r| {
-        r.trim()
-            .strip_prefix('v')
-            .and_then(|v| v.split('_').next())
-            .and_then(|major| major.parse::<u32>().ok())
-            .is_some_and(|major| major >= 6)
-    });
-    (has(f, "FIELDID") || run2d_v6).then_some("an SDSS-V (DR18 and later) file")
+    crate::sdss5::identify::is_sdss5_header(f).then_some(Other::Sdss5)
+}
+
+/// A file of a later survey than SDSS-I–IV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Other {
+    Sdss5,
+    Desi,
+}
+
+/// The later survey a file is of, told by its primary header (None: SDSS-I–IV, or not FITS).
+pub fn survey_of(path: &Path) -> Option<Other> {
+    let mut f = Fits::open(path).ok()?;
+    f.select(0).ok()?;
+    other_survey(&mut f)
 }
 
 /// (plate-MJD, fiber) from a pipeline file name, when it is one with in-range numbers.
@@ -312,7 +329,7 @@ fn parse_pipeline_name(path: &Path, kind: InputKind) -> Option<(PlateMjd, Option
             Some((pm, Some(id.fiber)))
         }
         InputKind::Plate | InputKind::Zbest | InputKind::Zline => Some((pm, None)),
-        InputKind::SpAll => None,
+        InputKind::SpAll | InputKind::Sdss5(_) => None,
     }
 }
 
@@ -321,6 +338,7 @@ pub fn decode_spec(path: &Path, expected: FiberId) -> Result<Contribution> {
     let e = ctx(path);
     let mut f = Fits::open(path).map_err(&e)?;
     f.select(0).map_err(&e)?;
+    refuse_later_surveys(&mut f, path)?;
     let header = f.header_cards().map_err(&e)?;
     check_identity(&mut f, path, expected)?;
     let flux_unit = f.key_str(key::BUNIT).map_err(&e)?;
@@ -384,6 +402,15 @@ pub fn decode_spec(path: &Path, expected: FiberId) -> Result<Contribution> {
         tables,
         plate: None,
     })
+}
+
+/// A file of a later survey named like an SDSS-I–IV one is refused with a message saying so.
+fn refuse_later_surveys(f: &mut Fits, path: &Path) -> Result<()> {
+    match other_survey(f) {
+        Some(Other::Desi) => Err(InputError::new(path, Problem::Unsupported("a DESI file"))),
+        Some(Other::Sdss5) => Err(InputError::new(path, Problem::Sdss5UnderSdss4Name)),
+        None => Ok(()),
+    }
 }
 
 /// Selects a named HDU that must be there; a missing one is an error saying so.
@@ -542,6 +569,7 @@ pub fn decode_plate(path: &Path, pm: PlateMjd) -> Result<Contribution> {
     let e = ctx(path);
     let mut f = Fits::open(path).map_err(&e)?;
     f.select(0).map_err(&e)?;
+    refuse_later_surveys(&mut f, path)?;
     let header = f.header_cards().map_err(&e)?;
     let found = header_plate_mjd(&mut f, path)?;
     if found != pm {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog_sync::sync_catalog;
 use crate::lock::{LockError, StoreLock};
 use crate::plan::{discover, plan, Failure, Plan};
-use crate::run::{ingest_units, Counters, RunOptions};
+use crate::run::{ingest_units, Catalogs, Counters, RunOptions};
 use crate::writer::Conflict;
 
 /// What to ingest, validated from the command line.
@@ -123,7 +123,7 @@ pub fn run(job: &Job, cfg: &Config, events: &Events) -> Result<Option<Summary>, 
         Ok(s) => job.broadcast(Some(s))?,
         Err(e) => job.broadcast(Some(&Start::Stop(e.to_string())))?,
     };
-    let plan = match (root_start, announced) {
+    let mut plan = match (root_start, announced) {
         (Err(e), _) => return Err(e),
         (Ok(_), Start::Stop(msg)) => return Err(IngestError::Root(msg)),
         (Ok(_), Start::Go(plan)) => plan,
@@ -134,14 +134,13 @@ pub fn run(job: &Job, cfg: &Config, events: &Events) -> Result<Option<Summary>, 
     let owner = partition_by_weight(&weights, job.size());
     let total_files: u64 = plan.units.iter().map(|u| u.files.len() as u64).sum();
     (events.planned)(total_files);
-    let mine: Vec<_> = plan
-        .units
+    let mine: Vec<_> = std::mem::take(&mut plan.units)
         .into_iter()
         .zip(owner)
         .filter(|(_, o)| *o == job.rank())
         .map(|(u, _)| u)
         .collect();
-    let early_failures = plan.failures;
+    let early_failures = std::mem::take(&mut plan.failures);
     let stop_now = cfg.fail_fast && !early_failures.is_empty();
     let opts = RunOptions {
         store_dir: &cfg.store,
@@ -154,7 +153,7 @@ pub fn run(job: &Job, cfg: &Config, events: &Events) -> Result<Option<Summary>, 
     let (counters, stopped) = if stop_now {
         (Counters::default(), true)
     } else {
-        ingest_units(mine, &plan.spall, &opts)
+        ingest_units(mine, &Catalogs::of(&plan), &opts)
     };
     if stopped && !stop_now && job.size() > 1 {
         // The other ranks may still be writing: end them all (exit 1, as for any failed input).

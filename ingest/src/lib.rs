@@ -8,4 +8,5 @@ pub mod lock;
 pub mod names;
 pub mod plan;
 pub mod run;
+pub mod sdss5;
 pub mod writer;

@@ -1,5 +1,8 @@
 //! Planning an ingest (rank 0 alone, then broadcast): finding the input files, sorting them into
-//! plate-MJD units, and indexing spAll files; every rank then takes its share of the units by size.
+//! units — one per store group (an SDSS-I–IV plate-MJD, an SDSS-V field-MJD) — and indexing spAll
+//! files; every rank then takes its share of the units by size. Each file is given to the survey
+//! that recognises it: SDSS-V by its name or, for any other name, by its content
+//! ([`crate::sdss5::identify`]); SDSS-I–IV by its pipeline name, else by its header.
 //!
 //! Discovery follows symbolic links but visits each directory and each file once (a link loop is
 //! walked once), takes only regular files, and keeps file names that are not UTF-8.
@@ -8,10 +11,12 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use model::{layout, PlateMjd};
+use model::{FieldMjd, GroupId};
 use rayon::prelude::*;
 
-use crate::decode::{identify, plate_siblings, InputError, InputKind, Problem, SpAllIndex};
+pub use crate::decode::InputKind;
+use crate::decode::{identify, plate_siblings, InputError, Other, Problem, SpAllIndex};
+use crate::sdss5;
 
 /// Serde of a path as its raw bytes (file names need not be UTF-8).
 pub mod path_bytes {
@@ -34,14 +39,15 @@ pub struct InputFile {
     #[serde(with = "path_bytes")]
     pub path: PathBuf,
     pub kind: InputKind,
-    pub fiber: Option<i32>,
+    /// The spectrum of a one-spectrum file: its fiber (SDSS-I–IV) or TARGET_INDEX (SDSS-V).
+    pub row: Option<i64>,
     pub bytes: u64,
 }
 
-/// All inputs of one plate-MJD: the unit of work and of output (one store file).
+/// All inputs of one store group: the unit of work and of output (one store file).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Unit {
-    pub pm: PlateMjd,
+    pub group: GroupId,
     pub files: Vec<InputFile>,
 }
 
@@ -79,6 +85,8 @@ pub struct Plan {
     pub units: Vec<Unit>,
     /// spAll indices, cut to the plate-MJDs of the plan and of the store.
     pub spall: Vec<SpAllIndex>,
+    /// SDSS-V spAll indices, cut likewise to the field-MJDs.
+    pub spall5: Vec<sdss5::spall::SpAllIndex>,
     pub failures: Vec<Failure>,
     pub files_found: usize,
 }
@@ -165,80 +173,132 @@ fn is_fits_name(p: &Path) -> bool {
     name.ends_with(".fits") || name.ends_with(".fit")
 }
 
-/// Sorts files into units. spAll files are indexed (PLATE, MJD, FIBERID only) and add a unit for
-/// every plate-MJD already in the store that they cover.
+/// What a file is, by the survey that recognises it.
+fn identify_file(path: &Path) -> Option<Result<(InputFile, GroupId), InputError>> {
+    let name = file_name(path);
+    let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let sdss5_file = || {
+        sdss5::identify::identify(path).map(|id| {
+            (
+                InputFile {
+                    path: path.to_path_buf(),
+                    kind: InputKind::Sdss5(id.kind),
+                    row: id.target_index,
+                    bytes,
+                },
+                GroupId::Field(id.group),
+            )
+        })
+    };
+    if sdss5::identify::claims_name(&name) {
+        return Some(sdss5_file());
+    }
+    let kind = match InputKind::from_file_name(&name) {
+        Some(InputKind::SpAll) => return None,
+        Some(kind) => kind,
+        // Not a pipeline name: an SDSS-V file is told by its header; anything else is refused.
+        None if crate::decode::survey_of(path) == Some(Other::Sdss5) => return Some(sdss5_file()),
+        None => return Some(Err(InputError::new(path, Problem::NotBossName))),
+    };
+    match identify(path, kind) {
+        Ok((pm, fiber)) => Some(Ok((
+            InputFile {
+                path: path.to_path_buf(),
+                kind,
+                row: fiber.map(i64::from),
+                bytes,
+            },
+            GroupId::Plate(pm),
+        ))),
+        // A name like SDSS-I–IV's that is not a pipeline name, on an SDSS-V file.
+        Err(e) if matches!(e.problem, Problem::Sdss5UnderSdss4Name) => Some(sdss5_file()),
+        Err(e) => Some(Err(e)),
+    }
+}
+
+/// Sorts files into units. spAll files are indexed (the key columns only) and add a unit for
+/// every group already in the store that they cover.
 pub fn plan(files: Vec<PathBuf>, store_dir: &Path) -> Plan {
     let files_found = files.len();
-    let identified: Vec<Result<(InputFile, PlateMjd), InputError>> = files
-        .par_iter()
-        .filter_map(|path| {
-            let Some(kind) = InputKind::from_file_name(&file_name(path)) else {
-                return Some(Err(InputError::new(path, Problem::NotBossName)));
-            };
-            if kind == InputKind::SpAll {
-                return None;
-            }
-            let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-            Some(identify(path, kind).map(|(pm, fiber)| {
-                (
-                    InputFile {
-                        path: path.clone(),
-                        kind,
-                        fiber,
-                        bytes,
-                    },
-                    pm,
-                )
-            }))
-        })
-        .collect();
+    let identified: Vec<Result<(InputFile, GroupId), InputError>> =
+        files.par_iter().filter_map(|p| identify_file(p)).collect();
     let mut failures: Vec<Failure> = Vec::new();
-    let mut by_pm: BTreeMap<PlateMjd, Vec<InputFile>> = BTreeMap::new();
+    let mut by_group: BTreeMap<GroupId, Vec<InputFile>> = BTreeMap::new();
     for r in identified {
         match r {
-            Ok((f, pm)) => by_pm.entry(pm).or_default().push(f),
+            Ok((f, g)) => by_group.entry(g).or_default().push(f),
             Err(e) => failures.push((&e).into()),
         }
     }
-    // Companions next to an spPlate are read with it.
-    for (pm, unit_files) in by_pm.iter_mut() {
+    // Companions next to an spPlate or spField are read with it.
+    for (group, unit_files) in by_group.iter_mut() {
         let siblings: HashSet<PathBuf> = unit_files
             .iter()
-            .filter(|f| f.kind == InputKind::Plate)
-            .flat_map(|f| plate_siblings(&f.path, *pm))
+            .flat_map(|f| match (f.kind, group) {
+                (InputKind::Plate, GroupId::Plate(pm)) => plate_siblings(&f.path, *pm),
+                (InputKind::Sdss5(sdss5::Kind::Field), GroupId::Field(g)) => {
+                    sdss5::decode::field_siblings(&f.path, *g)
+                }
+                _ => Vec::new(),
+            })
             .collect();
         unit_files.retain(|f| !siblings.contains(&f.path));
     }
     let mut spall = Vec::new();
+    let mut spall5 = Vec::new();
     for path in files
         .iter()
         .filter(|p| InputKind::from_file_name(&file_name(p)) == Some(InputKind::SpAll))
     {
+        if sdss5::spall::SpAllIndex::is_sdss5(path) {
+            match sdss5::spall::SpAllIndex::read(path) {
+                Ok(index) => spall5.push(index),
+                Err(e) => failures.push((&e).into()),
+            }
+            continue;
+        }
         match SpAllIndex::read(path) {
             Ok(index) => spall.push(index),
             Err(e) => failures.push((&e).into()),
         }
     }
-    let covered: BTreeSet<PlateMjd> = spall
+    let covered: BTreeSet<GroupId> = spall
         .iter()
-        .flat_map(|s| s.rows.iter().map(|(id, _)| id.plate_mjd()))
+        .flat_map(|s| s.rows.iter().map(|(id, _)| GroupId::Plate(id.plate_mjd())))
+        .chain(
+            spall5
+                .iter()
+                .flat_map(|s| s.groups().into_iter().map(GroupId::Field)),
+        )
         .collect();
-    for pm in covered {
-        if store_dir.join(layout::store_file_name(pm)).exists() {
-            by_pm.entry(pm).or_default();
+    for g in covered {
+        if store_dir.join(g.store_file_name()).exists() {
+            by_group.entry(g).or_default();
         }
     }
-    let planned: BTreeSet<PlateMjd> = by_pm.keys().copied().collect();
+    let planned_plates: BTreeSet<model::PlateMjd> =
+        by_group.keys().filter_map(|g| g.plate_mjd()).collect();
+    let planned_fields: BTreeSet<FieldMjd> = by_group
+        .keys()
+        .filter_map(|g| match g {
+            GroupId::Field(f) => Some(*f),
+            _ => None,
+        })
+        .collect();
     for index in &mut spall {
-        index.retain_plate_mjds(&planned);
+        index.retain_plate_mjds(&planned_plates);
     }
-    let units = by_pm
+    for index in &mut spall5 {
+        index.retain_groups(&planned_fields);
+    }
+    let units = by_group
         .into_iter()
-        .map(|(pm, files)| Unit { pm, files })
+        .map(|(group, files)| Unit { group, files })
         .collect();
     Plan {
         units,
         spall,
+        spall5,
         failures,
         files_found,
     }

@@ -1,19 +1,21 @@
-//! One rank's ingest: decode the files of each of its plate-MJD units on rayon threads while the
-//! main thread writes the previous unit to the store (HDF5 writes stay on one thread).
+//! One rank's ingest: decode the files of each of its units (store groups) on rayon threads while
+//! the main thread writes the previous unit to the store (HDF5 writes stay on one thread). Each
+//! unit is decoded and written by its survey's module: SDSS-I–IV here and in `decode`/`writer`,
+//! SDSS-V in `sdss5`.
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::mpsc::sync_channel;
 
 use model::layout::PlateTable;
-use model::FiberId;
+use model::{FiberId, GroupId, PlateMjd};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::decode::{
     decode_companion, decode_plate, decode_spec, Contribution, InputError, InputKind, SpAllIndex,
 };
-use crate::plan::{Failure, InputFile, Unit};
+use crate::plan::{Failure, InputFile, Plan, Unit};
 use crate::writer::{Batch, Conflict, StoreError, StoreState, StoreWriter};
 use fitsread::{cfitsio_guard, Fits};
 
@@ -47,16 +49,45 @@ impl Counters {
     }
 }
 
+/// A unit decoded and ready to write, in its survey's terms.
+enum Work {
+    /// An SDSS-I–IV plate-MJD: what the store file held before this run's additions (read once,
+    /// before decoding), and the batch.
+    Sdss4 {
+        pm: PlateMjd,
+        state: Box<StoreState>,
+        batch: Box<Batch>,
+    },
+    Sdss5(crate::sdss5::Prepared),
+    /// Nothing to write (the unit failed as a whole).
+    Nothing,
+}
+
 /// A unit decoded and ready to write.
 struct Decoded {
-    unit: Unit,
-    /// What the store file held before this run's additions (read once, before decoding).
-    state: StoreState,
-    batch: Batch,
+    files: u64,
+    work: Work,
     failures: Vec<Failure>,
+    conflicts: Vec<Conflict>,
     files_read: u64,
     files_skipped: u64,
     bytes_read: u64,
+}
+
+/// The catalogs of a plan every unit may draw rows from.
+pub struct Catalogs<'a> {
+    pub spall: &'a [SpAllIndex],
+    pub spall5: &'a [crate::sdss5::spall::SpAllIndex],
+}
+
+impl<'a> Catalogs<'a> {
+    /// The catalogs of a plan.
+    pub fn of(plan: &'a Plan) -> Self {
+        Self {
+            spall: &plan.spall,
+            spall5: &plan.spall5,
+        }
+    }
 }
 
 /// Options of a rank's run.
@@ -85,7 +116,7 @@ impl From<&StoreError> for Failure {
 }
 
 /// Ingests the given units; returns this rank's counters and whether it stopped early (fail-fast).
-pub fn ingest_units(units: Vec<Unit>, spall: &[SpAllIndex], opts: &RunOptions) -> (Counters, bool) {
+pub fn ingest_units(units: Vec<Unit>, catalogs: &Catalogs, opts: &RunOptions) -> (Counters, bool) {
     let writer = StoreWriter::new(opts.store_dir, opts.layout);
     let mut counters = Counters::default();
     let mut stopped = false;
@@ -94,13 +125,30 @@ pub fn ingest_units(units: Vec<Unit>, spall: &[SpAllIndex], opts: &RunOptions) -
         let writer_ref = &writer;
         scope.spawn(move || {
             for unit in units {
-                if tx.send(decode_unit(unit, writer_ref, spall)).is_err() {
+                let decoded = match unit.group {
+                    GroupId::Plate(pm) => decode_unit(pm, unit, writer_ref, catalogs.spall),
+                    GroupId::Field(g) => {
+                        let store_path = writer_ref.dir().join(unit.group.store_file_name());
+                        let d =
+                            crate::sdss5::decode_unit(g, &unit.files, &store_path, catalogs.spall5);
+                        Decoded {
+                            files: unit.files.len() as u64,
+                            work: d.prepared.map_or(Work::Nothing, Work::Sdss5),
+                            failures: d.failures,
+                            conflicts: d.conflicts,
+                            files_read: d.files_read,
+                            files_skipped: d.files_skipped,
+                            bytes_read: d.bytes_read,
+                        }
+                    }
+                };
+                if tx.send(decoded).is_err() {
                     break; // the writer stopped (fail-fast)
                 }
             }
         });
         for d in rx {
-            let nfiles = d.unit.files.len() as u64;
+            let nfiles = d.files;
             counters.files_read += d.files_read;
             counters.files_skipped += d.files_skipped;
             counters.bytes_read += d.bytes_read;
@@ -108,12 +156,17 @@ pub fn ingest_units(units: Vec<Unit>, spall: &[SpAllIndex], opts: &RunOptions) -
                 (opts.on_failure)(f);
             }
             counters.failures.extend(d.failures);
-            if !d.batch.conflicts.is_empty() {
-                (opts.on_conflicts)(&d.batch.conflicts);
-                counters.conflicts.extend(d.batch.conflicts.iter().cloned());
+            if !d.conflicts.is_empty() {
+                (opts.on_conflicts)(&d.conflicts);
+                counters.conflicts.extend(d.conflicts.iter().cloned());
             }
             let had_failures = !counters.failures.is_empty();
-            match writer.write(d.unit.pm, d.batch, d.state) {
+            let written = match d.work {
+                Work::Sdss4 { pm, state, batch } => writer.write(pm, *batch, *state),
+                Work::Sdss5(p) => crate::sdss5::write(p, writer.dir(), writer.writer_name()),
+                Work::Nothing => Ok(crate::writer::WriteOutcome::default()),
+            };
+            match written {
                 Ok(o) if o.written => {
                     counters.plate_mjds_written += 1;
                     counters.fibers_added += o.fibers_added as u64;
@@ -145,7 +198,7 @@ enum Decode {
     AlreadyIn,
 }
 
-fn decode_file(f: &InputFile, unit: &Unit, state: &StoreState) -> Result<Decode, InputError> {
+fn decode_file(f: &InputFile, pm: PlateMjd, state: &StoreState) -> Result<Decode, InputError> {
     let _guard = cfitsio_guard();
     match f.kind {
         InputKind::Plate => {
@@ -159,50 +212,49 @@ fn decode_file(f: &InputFile, unit: &Unit, state: &StoreState) -> Result<Decode,
                     return Ok(Decode::AlreadyIn);
                 }
             }
-            decode_plate(&f.path, unit.pm).map(Decode::Read)
+            decode_plate(&f.path, pm).map(Decode::Read)
         }
         InputKind::Spec => {
-            let fiber = f.fiber.expect("spec files are identified with their fiber");
-            decode_spec(&f.path, FiberId::new(unit.pm.plate, unit.pm.mjd, fiber)).map(Decode::Read)
+            let fiber = f.row.expect("spec files are identified with their fiber") as i32;
+            decode_spec(&f.path, FiberId::new(pm.plate, pm.mjd, fiber)).map(Decode::Read)
         }
         InputKind::Zbest if state.table_has(PlateTable::Zbest, None) => Ok(Decode::AlreadyIn),
         kind => decode_companion(&f.path, kind).map(Decode::Read),
     }
 }
 
-fn decode_unit(unit: Unit, writer: &StoreWriter, spall: &[SpAllIndex]) -> Decoded {
+fn decode_unit(pm: PlateMjd, unit: Unit, writer: &StoreWriter, spall: &[SpAllIndex]) -> Decoded {
     let mut d = Decoded {
-        unit,
-        state: StoreState::default(),
-        batch: Batch::default(),
+        files: unit.files.len() as u64,
+        work: Work::Nothing,
         failures: Vec::new(),
+        conflicts: Vec::new(),
         files_read: 0,
         files_skipped: 0,
         bytes_read: 0,
     };
-    let pm = d.unit.pm;
-    d.state = match StoreState::read(&writer.file_path(pm), pm, writer.layout()) {
+    let state = match StoreState::read(&writer.file_path(pm), pm, writer.layout()) {
         Ok(s) => s,
         Err(e) => {
             d.failures.push((&e).into());
             return d;
         }
     };
-    let results: Vec<Result<Decode, InputError>> = d
-        .unit
+    let results: Vec<Result<Decode, InputError>> = unit
         .files
         .par_iter()
-        .map(|f| decode_file(f, &d.unit, &d.state))
+        .map(|f| decode_file(f, pm, &state))
         .collect();
     let v2 = writer.layout() == model::layout::Layout::V2;
-    for (f, r) in d.unit.files.iter().zip(results) {
+    let mut batch = Batch::default();
+    for (f, r) in unit.files.iter().zip(results) {
         let r = if v2 {
             r.and_then(|c| on_grid(c, &f.path))
         } else {
             r
         };
         match r.and_then(|c| match c {
-            Decode::Read(c) => d.batch.add(pm, &f.path, f.kind, c).map(|()| true),
+            Decode::Read(c) => batch.add(pm, &f.path, f.kind, c).map(|()| true),
             Decode::AlreadyIn => Ok(false),
         }) {
             Ok(true) => {
@@ -213,16 +265,21 @@ fn decode_unit(unit: Unit, writer: &StoreWriter, spall: &[SpAllIndex]) -> Decode
             Err(e) => d.failures.push((&e).into()),
         }
     }
-    let compare = d.batch.fibers_to_compare(&d.state);
-    match d.state.read_coadds(pm, &compare) {
-        Ok(stored) => d.batch.settle_against_store(pm, &d.state, &stored),
+    let compare = batch.fibers_to_compare(&state);
+    match state.read_coadds(pm, &compare) {
+        Ok(stored) => batch.settle_against_store(pm, &state, &stored),
         Err(e) => {
             d.failures.push((&e).into());
-            d.batch = Batch::default();
             return d;
         }
     }
-    add_spall_rows(&d.unit, &d.state, &mut d.batch, spall, &mut d.failures);
+    add_spall_rows(pm, &state, &mut batch, spall, &mut d.failures);
+    d.conflicts = std::mem::take(&mut batch.conflicts);
+    d.work = Work::Sdss4 {
+        pm,
+        state: Box::new(state),
+        batch: Box::new(batch),
+    };
     d
 }
 
@@ -271,7 +328,7 @@ fn on_grid(d: Decode, file: &Path) -> Result<Decode, InputError> {
 
 /// Adds the rows of the given spAll files for fibers of this plate-MJD that have no spall row yet.
 fn add_spall_rows(
-    unit: &Unit,
+    pm: PlateMjd,
     state: &StoreState,
     batch: &mut Batch,
     spall: &[SpAllIndex],
@@ -297,7 +354,7 @@ fn add_spall_rows(
         let wanted: HashSet<FiberId> = fibers
             .iter()
             .filter(|&&f| !have.contains(&f) && !state.table_has(PlateTable::Spall, Some(f)))
-            .map(|&f| FiberId::new(unit.pm.plate, unit.pm.mjd, f))
+            .map(|&f| FiberId::new(pm.plate, pm.mjd, f))
             .collect();
         if wanted.is_empty() || !index.rows.iter().any(|(id, _)| wanted.contains(id)) {
             continue;
@@ -306,7 +363,7 @@ fn add_spall_rows(
         let result = index.read_rows(&wanted).and_then(|rows| {
             have.extend(rows.fiber_ids().unwrap_or_default());
             batch.add(
-                unit.pm,
+                pm,
                 &index.path,
                 InputKind::SpAll,
                 Contribution {

@@ -78,6 +78,8 @@ pub enum ConflictRule {
     StoreFirst,
     /// The first input in path order wins.
     FirstInput,
+    /// An SDSS-V spField's coadd wins over a spec file's.
+    SpfieldOverSpec,
 }
 
 impl std::fmt::Display for Conflict {
@@ -86,14 +88,22 @@ impl std::fmt::Display for Conflict {
             ConflictRule::SpplateOverSpec => "an spPlate wins over spec files",
             ConflictRule::StoreFirst => "the store's copy wins",
             ConflictRule::FirstInput => "the first input wins",
+            ConflictRule::SpfieldOverSpec => "an spField wins over spec files",
         };
         let what = match &self.table {
             Some(t) => format!(" {t} rows differ:"),
             None => String::new(),
         };
+        // SDSS-I–IV spectra are fibers ("fiber 3655-55240-2"); later surveys' name themselves
+        // ("field 112360-60000 TARGET_INDEX 5").
+        let prefix = if self.fiber.starts_with("field ") {
+            ""
+        } else {
+            "fiber "
+        };
         write!(
             f,
-            "fiber {}:{what} kept {} over {} ({why})",
+            "{prefix}{}:{what} kept {} over {} ({why})",
             self.fiber, self.kept, self.dropped
         )
     }
@@ -341,6 +351,12 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{}: {source}", path.display())]
+    Merged {
+        path: PathBuf,
+        #[source]
+        source: store::merged::MergedError,
+    },
     #[error("{}: fiber {fiber}: {source}", path.display())]
     Grid {
         path: PathBuf,
@@ -571,6 +587,16 @@ impl StoreWriter {
 
     pub fn layout(&self) -> Layout {
         self.layout
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What the files written record as their writer.
+    pub fn writer_name(&self) -> &str {
+        &self.writer_name
     }
 
     /// Path of the store file of a plate-MJD.

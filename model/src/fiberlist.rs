@@ -1,12 +1,16 @@
-//! Fiber lists given to `boss-query --fibers`, as people really write them: CSV with a
+//! Spectrum lists given to `boss-query --fibers`, as people really write them: CSV with a
 //! `plate,mjd,fiber` header (any order, other columns ignored, `FIBERID` accepted, quoted values),
-//! tab-separated files from a spreadsheet, or H5Boss's whitespace-separated `plates mjds fibers`.
-//! A UTF-8 byte-order mark, CRLF line endings, blank lines and `#` comments are fine.
+//! tab-separated files from a spreadsheet, or H5Boss's whitespace-separated `plates mjds fibers`;
+//! for SDSS-V the columns of spAll-lite: `FIELD,MJD,CATALOGID` (`FIELDID` accepted; an optional
+//! `COADD` column — daily, epoch, allepoch_apo, … — picks one kind of coadd, else every coadd of
+//! that field, MJD and target is meant). A UTF-8 byte-order mark, CRLF line endings, blank lines
+//! and `#` comments are fine.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::key::{FiberId, KeyError};
+use crate::group::{Coadd, FIELD_RANGE};
+use crate::key::{checked_part, FiberId, KeyError, MJD_RANGE};
 use crate::table_text::{read_text, records};
 
 /// A problem with a fiber list, naming the line.
@@ -36,11 +40,64 @@ pub enum ListError {
     },
 }
 
-/// The fibers of a list: sorted, each once.
+/// An SDSS-V spectrum as users name it: field, MJD and CATALOGID, and maybe the coadd kind.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct TargetRef {
+    pub field: i32,
+    pub mjd: i32,
+    pub catalogid: i64,
+    pub coadd: Option<Coadd>,
+}
+
+impl std::fmt::Display for TargetRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "field {} mjd {} catalogid {}",
+            self.field, self.mjd, self.catalogid
+        )?;
+        if let Some(c) = self.coadd {
+            write!(f, " ({})", c.name())?;
+        }
+        Ok(())
+    }
+}
+
+/// A listed spectrum the store does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Missing {
+    Fiber(FiberId),
+    Target(TargetRef),
+}
+
+impl Missing {
+    /// As the JSON summary lists it (`3655-55240-2`, `field 112360 mjd 60000 catalogid …`).
+    pub fn id(&self) -> String {
+        match self {
+            Self::Fiber(f) => f.to_string(),
+            Self::Target(t) => t.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fiber(x) => write!(f, "plate {} mjd {} fiber {}", x.plate, x.mjd, x.fiber),
+            Self::Target(t) => t.fmt(f),
+        }
+    }
+}
+
+/// The spectra of a list: sorted, each once. A list names either SDSS-I–IV fibers or SDSS-V
+/// targets (its header says which).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FiberList {
     pub fibers: Vec<FiberId>,
-    /// Lines naming a fiber already listed.
+    pub targets: Vec<TargetRef>,
+    /// Lines naming a spectrum already listed.
     pub duplicates: usize,
 }
 
@@ -68,15 +125,19 @@ pub fn parse_fiber_list(text: &str, name: &str) -> Result<FiberList, ListError> 
     let names: Vec<String> = names.iter().map(|h| h.to_ascii_lowercase()).collect();
     let _ = &header;
     let find = |wanted: &[&str]| names.iter().position(|n| wanted.contains(&n.as_str()));
-    let (Some(p), Some(m), Some(f)) = (
-        find(&["plate", "plates", "plateid"]),
-        find(&["mjd", "mjds"]),
-        find(&["fiber", "fibers", "fiberid"]),
-    ) else {
+    let plate = find(&["plate", "plates", "plateid"]);
+    let fiber = find(&["fiber", "fibers", "fiberid"]);
+    let field = find(&["field", "fieldid"]);
+    let catalogid = find(&["catalogid"]);
+    let (Some(p), Some(m), Some(f)) = (plate, find(&["mjd", "mjds"]), fiber) else {
+        if let (Some(fi), Some(m), Some(c)) = (field, find(&["mjd"]), catalogid) {
+            let coadd = find(&["coadd"]);
+            return parse_targets(lines, name, (fi, m, c, coadd));
+        }
         return Err(line_err(
             header_line,
             &header,
-            "expected a header naming the plate, mjd and fiber columns (plate,mjd,fiber or H5Boss's 'plates mjds fibers')".into(),
+            "expected a header naming the plate, mjd and fiber columns (plate,mjd,fiber or H5Boss's 'plates mjds fibers'), or for SDSS-V field, mjd and catalogid".into(),
         ));
     };
     let mut set = BTreeSet::new();
@@ -114,6 +175,83 @@ pub fn parse_fiber_list(text: &str, name: &str) -> Result<FiberList, ListError> 
     }
     Ok(FiberList {
         fibers: set.into_iter().collect(),
+        targets: Vec::new(),
+        duplicates,
+    })
+}
+
+type Lines = std::vec::IntoIter<(usize, String, Vec<String>)>;
+
+/// The body of an SDSS-V list: (field, mjd, catalogid, coadd) column positions.
+fn parse_targets(
+    lines: Lines,
+    name: &str,
+    (fi, m, c, coadd): (usize, usize, usize, Option<usize>),
+) -> Result<FiberList, ListError> {
+    let mut set = BTreeSet::new();
+    let mut duplicates = 0;
+    for (line, text, fields) in lines {
+        let line_err = |why: String| ListError::Line {
+            path: name.to_string(),
+            line,
+            text: text.clone(),
+            why,
+        };
+        let value = |i: usize, what: &str| -> Result<&str, ListError> {
+            fields
+                .get(i)
+                .map(|v| v.as_str())
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| line_err(format!("no {what} value")))
+        };
+        let int = |i: usize, what: &str| -> Result<i64, ListError> {
+            let v = value(i, what)?;
+            v.parse::<i64>().map_err(|_| {
+                line_err(format!(
+                    "{what} {} is not an integer",
+                    crate::message::excerpt(v)
+                ))
+            })
+        };
+        let range = |source: KeyError| ListError::Range {
+            path: name.to_string(),
+            line,
+            text: text.clone(),
+            source,
+        };
+        let catalogid = int(c, "catalogid")?;
+        if catalogid < 0 {
+            return Err(line_err(format!(
+                "catalogid {catalogid} is negative (CATALOGIDs are positive 64-bit integers)"
+            )));
+        }
+        let kind = match coadd.map(|i| value(i, "coadd")).transpose()? {
+            Some(v) => Some(Coadd::from_name(v).ok_or_else(|| {
+                line_err(format!(
+                    "coadd {} is not one of daily, epoch, allepoch, allepoch_apo, allepoch_lco",
+                    crate::message::excerpt(v)
+                ))
+            })?),
+            None => None,
+        };
+        let t = TargetRef {
+            field: checked_part("field", int(fi, "field")?, FIELD_RANGE).map_err(range)?,
+            mjd: checked_part("mjd", int(m, "mjd")?, MJD_RANGE).map_err(range)?,
+            catalogid,
+            coadd: kind,
+        };
+        if !set.insert(t) {
+            duplicates += 1;
+        }
+    }
+    if set.is_empty() {
+        return Err(ListError::Empty {
+            path: name.to_string(),
+        });
+    }
+    Ok(FiberList {
+        fibers: Vec::new(),
+        targets: set.into_iter().collect(),
         duplicates,
     })
 }
@@ -134,6 +272,42 @@ mod tests {
             vec![FiberId::new(3655, 55240, 2), FiberId::new(3655, 55240, 4)]
         );
         assert_eq!(l.duplicates, 1);
+    }
+
+    #[test]
+    fn sdss5_lists_name_field_mjd_and_catalogid() {
+        let l = parse_fiber_list(
+            "FIELD,MJD,CATALOGID,Z\n112360,60000,27021598150202075,0.5\n015000,59000,4,1\n112360,60000,27021598150202075,2\n",
+            "l",
+        )
+        .unwrap();
+        assert!(l.fibers.is_empty());
+        assert_eq!(l.duplicates, 1);
+        assert_eq!(
+            l.targets[1],
+            TargetRef {
+                field: 112_360,
+                mjd: 60_000,
+                catalogid: 27_021_598_150_202_075,
+                coadd: None
+            }
+        );
+        let e = parse_fiber_list("fieldid,mjd,catalogid,coadd\n1,60000,5,weekly\n", "l")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("weekly"), "{e}");
+        let e = parse_fiber_list("field,mjd,catalogid\n1000000,60000,5\n", "l")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("field 1000000 is out of range"), "{e}");
+        let e = parse_fiber_list("field,mjd,catalogid\n1,60000,99999999999999999999\n", "l")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not an integer"), "{e}");
+        let e = parse_fiber_list("field,mjd,target\n1,60000,5\n", "l")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("field, mjd and catalogid"), "{e}");
     }
 
     #[test]

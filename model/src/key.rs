@@ -85,6 +85,15 @@ impl FiberId {
         self.plate as i64 * 1_000_000_000 + self.mjd as i64 * 10_000 + self.fiber as i64
     }
 
+    /// Inverse of [`FiberId::key`], for a key that is a fiber's (None for any other number).
+    pub fn from_key_checked(key: i64) -> Option<Self> {
+        if key < 0 || key / 1_000_000_000 > PLATE_RANGE.1 {
+            return None;
+        }
+        let f = Self::from_key(key);
+        (f.fiber >= FIBER_RANGE.0 as i32).then_some(f)
+    }
+
     /// Inverse of [`FiberId::key`].
     pub fn from_key(key: i64) -> Self {
         Self {

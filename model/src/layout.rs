@@ -108,11 +108,19 @@ pub enum PlateTable {
     Zline,
     /// spZbest HDU1.
     Zbest,
+    /// SDSS-V: every redshift fit of every target (spec HDU `ZALL`), several rows per target.
+    Zall,
 }
 
 impl PlateTable {
     /// Every table, in the order they are written.
-    pub const ALL: [PlateTable; 4] = [Self::Plugmap, Self::Spall, Self::Zline, Self::Zbest];
+    pub const ALL: [PlateTable; 5] = [
+        Self::Plugmap,
+        Self::Spall,
+        Self::Zline,
+        Self::Zbest,
+        Self::Zall,
+    ];
 
     /// Dataset name under the plate-MJD group.
     pub fn name(self) -> &'static str {
@@ -121,6 +129,7 @@ impl PlateTable {
             Self::Spall => "spall",
             Self::Zline => "zline",
             Self::Zbest => "zbest",
+            Self::Zall => "zall",
         }
     }
 }
@@ -246,6 +255,83 @@ pub fn unit_attr(field: &str) -> String {
 /// per plate-MJD rather than on every coadd dataset).
 pub fn coadd_unit_attr(field: &str) -> String {
     format!("COADD_{field}_UNIT")
+}
+
+/// The SDSS-V (DR18 and later) part of the layout: store files and groups of field-MJD coadds in
+/// the merged layout (docs/store-layout.md), and the pipeline's file names.
+pub mod sdss5 {
+    use crate::group::{Coadd, FieldMjd};
+
+    /// Value of the root attribute [`super::FORMAT_ATTR`] of a file in the merged layout.
+    pub const MERGED_FORMAT: &str = "boss-merged-v1";
+    /// Attribute of a merged group naming the dataset (and table column) that keys its rows.
+    pub const ROW_KEY_ATTR: &str = "ROW_KEY";
+    /// The row key of SDSS-V groups: the target's row in its spField, counted from 1.
+    pub const TARGET_INDEX: &str = "TARGET_INDEX";
+    pub const CATALOGID: &str = "CATALOGID";
+    /// Attribute of an exposure group: the HDU name it came from (`MJD_EXP_60000-00`) per row.
+    pub const EXTNAME: &str = "EXTNAME";
+    /// The first word of SDSS-V store file names.
+    const PREFIX: &str = "sdss5";
+
+    /// `sdss5-daily-112360-60000.h5` (custom coadds have field 000000).
+    pub fn store_file_name(f: FieldMjd) -> String {
+        format!(
+            "{PREFIX}-{}-{:06}-{:05}.{}",
+            f.coadd.name(),
+            f.field,
+            f.mjd,
+            super::STORE_EXT
+        )
+    }
+
+    /// The field-MJD a store file name names.
+    pub fn parse_store_file_name(name: &str) -> Option<FieldMjd> {
+        let stem = name.strip_suffix(&format!(".{}", super::STORE_EXT))?;
+        let rest = stem.strip_prefix(PREFIX)?.strip_prefix('-')?;
+        let (rest, mjd) = rest.rsplit_once('-')?;
+        let (coadd, field) = rest.rsplit_once('-')?;
+        let f = FieldMjd::checked(
+            Coadd::from_name(coadd)?,
+            field.parse().ok()?,
+            mjd.parse().ok()?,
+        )
+        .ok()?;
+        (store_file_name(f) == name).then_some(f)
+    }
+
+    /// The HDF5 groups of a field-MJD: `/sdss5/<coadd>/<FIELD>/<MJD>`.
+    pub fn group_parts(f: FieldMjd) -> Vec<String> {
+        vec![
+            PREFIX.to_string(),
+            f.coadd.name().to_string(),
+            f.field.to_string(),
+            f.mjd.to_string(),
+        ]
+    }
+
+    /// File names of the SDSS-V pipeline.
+    pub mod fits_names {
+        use crate::group::FieldMjd;
+
+        /// `spField-<FIELD>-<MJD>.fits`.
+        pub fn spfield(f: FieldMjd) -> String {
+            format!("spField-{}-{}.fits", f.field_str(), f.mjd)
+        }
+        /// `spZbest-<FIELD>-<MJD>.fits`.
+        pub fn spzbest(f: FieldMjd) -> String {
+            format!("spZbest-{}-{}.fits", f.field_str(), f.mjd)
+        }
+        /// `spZline-<FIELD>-<MJD>.fits`.
+        pub fn spzline(f: FieldMjd) -> String {
+            format!("spZline-{}-{}.fits", f.field_str(), f.mjd)
+        }
+        /// `spec-<FIELD>-<MJD>-<CATALOGID>.fits`.
+        pub fn spec(f: FieldMjd, catalogid: i64) -> String {
+            format!("spec-{}-{}-{catalogid}.fits", f.field_str(), f.mjd)
+        }
+        pub const SPFIELD_PREFIX: &str = "spField-";
+    }
 }
 
 /// FITS file names used by the SDSS pipeline (the generator writes them, the ingest recognises them).

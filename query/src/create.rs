@@ -69,14 +69,23 @@ pub fn create_output(
             plates: Vec::with_capacity(metas.len()),
         };
         let mut plate_mjd_groups: Vec<Hid> = Vec::with_capacity(metas.len());
-        let mut plate: Option<(i32, Hid)> = None;
+        // The groups above each store group (`/3655`, `/sdss5/daily/112360`), created once: the
+        // metas come sorted, so groups sharing a parent follow each other.
+        let mut parents: HashMap<String, Hid> = HashMap::new();
         for meta in metas {
-            if plate.as_ref().is_none_or(|(p, _)| *p != meta.pm.plate) {
-                let g = c.group(root, &meta.pm.plate.to_string()).map_err(raw)?;
-                plate = Some((meta.pm.plate, g));
+            let parts = meta.group.path_parts();
+            let mut path = String::new();
+            let mut parent = root;
+            for part in &parts[..parts.len() - 1] {
+                path = format!("{path}/{part}");
+                if !parents.contains_key(&path) {
+                    let g = c.group(parent, part).map_err(raw)?;
+                    parents.insert(path.clone(), g);
+                }
+                parent = parents[&path].id();
             }
-            let parent = plate.as_ref().expect("set above").1.id();
-            let group = c.group(parent, &meta.pm.mjd.to_string()).map_err(raw)?;
+            let last = parts.last().expect("a group has a path");
+            let group = c.group(parent, last).map_err(raw)?;
             c.attrs(group.id(), &meta.attrs).map_err(raw)?;
             let mut groups: HashMap<&str, Hid> = HashMap::new();
             for g in &meta.groups {
@@ -109,7 +118,7 @@ pub fn create_output(
         let mut exposures_group: Option<(i32, Hid)> = None;
         let mut exposure_group: Option<((i32, u32), Hid)> = None;
         for r in records {
-            while metas[meta_index].pm != r.plate_mjd() {
+            while metas[meta_index].group != model::GroupId::Plate(r.plate_mjd()) {
                 meta_index += 1;
                 fiber_group = None;
                 exposures_group = None;

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use model::atomic::AtomicFile;
 use model::layout::Layout;
-use model::{FiberId, PlateMjd};
+use model::{GroupId, PlateMjd, SpectrumId};
 use ranks::{partition_by_weight, Job};
 use serde::Serialize;
 
@@ -42,7 +42,8 @@ pub enum IoMode {
 /// What to query.
 pub struct QueryOptions {
     pub store: PathBuf,
-    pub fibers: Vec<FiberId>,
+    /// The spectra to copy: SDSS-I–IV fibers and SDSS-V targets alike.
+    pub spectra: Vec<SpectrumId>,
     pub output: PathBuf,
     pub io: IoMode,
     /// The layout of the output (None: the store's, or the old subset's when one is reused).
@@ -66,7 +67,7 @@ pub struct Phases {
 #[derive(Debug, Serialize)]
 pub struct QueryReport {
     pub fibers_found: usize,
-    pub missing: Vec<FiberId>,
+    pub missing: Vec<SpectrumId>,
     pub layout: Layout,
     pub datasets: usize,
     pub bytes: u64,
@@ -75,14 +76,15 @@ pub struct QueryReport {
     pub phases: Phases,
 }
 
-/// A scanned plate-MJD of this rank.
+/// A scanned store group of this rank.
 struct Mine {
-    pm: PlateMjd,
+    group: GroupId,
     scanned: Scanned,
 }
 
-/// The layout of the output: the one asked for, else the store's (that of its first file holding a
-/// requested plate-MJD; every rank reads the same file).
+/// The layout of the output's SDSS-I–IV groups (the others are in the merged layout): the one
+/// asked for, else the store's (that of its first plate file holding a requested plate-MJD; every
+/// rank reads the same file).
 fn output_layout(opts: &QueryOptions, files: &[crate::scan::StoreFile]) -> Result<Layout> {
     if let Some(l) = opts.layout {
         return Ok(l);
@@ -90,11 +92,13 @@ fn output_layout(opts: &QueryOptions, files: &[crate::scan::StoreFile]) -> Resul
     if let Some(old) = &opts.reuse {
         return file_layout(old);
     }
-    let wanted: BTreeSet<PlateMjd> = opts.fibers.iter().map(|f| f.plate_mjd()).collect();
-    match files
+    let wanted: BTreeSet<GroupId> = opts.spectra.iter().map(|f| f.group).collect();
+    let plates: Vec<&crate::scan::StoreFile> =
+        files.iter().filter(|f| f.plate_mjd().is_some()).collect();
+    match plates
         .iter()
-        .find(|f| wanted.contains(&f.pm))
-        .or(files.first())
+        .find(|f| wanted.contains(&f.group))
+        .or(plates.first())
     {
         Some(f) => file_layout(&f.path),
         None => Ok(Layout::V1),
@@ -143,7 +147,7 @@ pub fn run_query(job: &Job, opts: &QueryOptions) -> Result<QueryReport> {
         .collect();
     let metas: Option<Vec<PlateMeta>> = job.gather_to_root(&local_metas)?.map(|all| {
         let mut m: Vec<PlateMeta> = all.into_iter().flatten().collect();
-        m.sort_by_key(|m| m.pm);
+        m.sort_by_key(|m| m.group);
         m
     });
     phases.exchange = t.elapsed().as_secs_f64();
@@ -151,20 +155,20 @@ pub fn run_query(job: &Job, opts: &QueryOptions) -> Result<QueryReport> {
     let local_found: Vec<i64> = scanned
         .iter()
         .flat_map(|m| {
-            let pm = m.pm;
+            let group = m.group;
             m.scanned
                 .found
                 .iter()
-                .map(move |&f| FiberId::new(pm.plate, pm.mjd, f).key())
+                .map(move |&row| SpectrumId::new(group, row).key())
         })
         .collect();
-    let found: BTreeSet<FiberId> = job
+    let found: BTreeSet<SpectrumId> = job
         .all_gather_varcount(&local_found)?
         .into_iter()
-        .map(FiberId::from_key)
+        .filter_map(SpectrumId::from_key)
         .collect();
-    let missing: Vec<FiberId> = opts
-        .fibers
+    let missing: Vec<SpectrumId> = opts
+        .spectra
         .iter()
         .filter(|f| !found.contains(f))
         .copied()
@@ -192,7 +196,7 @@ pub fn run_query(job: &Job, opts: &QueryOptions) -> Result<QueryReport> {
 
     // Write.
     let t = Instant::now();
-    let metas_pm: Vec<PlateMjd> = offsets_plates(job, &metas)?;
+    let metas_pm: Vec<GroupId> = offsets_plates(job, &metas)?;
     let ops = coalesce(tasks(&scanned, &records, &offsets, &metas_pm));
     let written = match opts.io {
         IoMode::Independent => agree(
@@ -266,26 +270,31 @@ fn scan_phase(
     old: &std::collections::BTreeMap<PlateMjd, Vec<i32>>,
     layout: Layout,
 ) -> Result<(Vec<Mine>, Pinned)> {
-    let mut wanted: std::collections::BTreeMap<PlateMjd, Vec<i32>> = Default::default();
-    for f in &opts.fibers {
-        wanted.entry(f.plate_mjd()).or_default().push(f.fiber);
+    let mut wanted: std::collections::BTreeMap<GroupId, Vec<i64>> = Default::default();
+    for f in &opts.spectra {
+        wanted.entry(f.group).or_default().push(f.row);
     }
-    let store_index: HashMap<PlateMjd, usize> =
-        files.iter().enumerate().map(|(i, f)| (f.pm, i)).collect();
+    let store_index: HashMap<GroupId, usize> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.group, i))
+        .collect();
     let reuse = files.len() as u32;
     let mut plates: Vec<PlateSources> = Vec::new();
-    for (pm, mut fibers) in wanted {
+    for (group, mut fibers) in wanted {
         fibers.sort_unstable();
-        let had: std::collections::HashSet<i32> = old
-            .get(&pm)
-            .map(|v| v.iter().copied().collect())
+        // An old subset's SDSS-I–IV fibers are copied from it; everything else from the store.
+        let had: std::collections::HashSet<i64> = group
+            .plate_mjd()
+            .and_then(|pm| old.get(&pm))
+            .map(|v| v.iter().map(|&f| i64::from(f)).collect())
             .unwrap_or_default();
-        let (kept, new): (Vec<i32>, Vec<i32>) = fibers.into_iter().partition(|f| had.contains(f));
+        let (kept, new): (Vec<i64>, Vec<i64>) = fibers.into_iter().partition(|f| had.contains(f));
         let mut plate = PlateSources {
-            pm,
+            group,
             sources: Vec::new(),
         };
-        if let Some(&i) = store_index.get(&pm) {
+        if let Some(&i) = store_index.get(&group) {
             if !new.is_empty() {
                 plate.sources.push((i as u32, sources[i].as_path(), new));
             }
@@ -309,14 +318,19 @@ fn scan_phase(
         .iter()
         .zip(owner)
         .filter(|(_, o)| *o == job.rank())
-        .map(|(p, _)| scan_plate(p, layout, &mut pinned).map(|scanned| Mine { pm: p.pm, scanned }))
+        .map(|(p, _)| {
+            scan_plate(p, layout, &mut pinned).map(|scanned| Mine {
+                group: p.group,
+                scanned,
+            })
+        })
         .collect::<Result<Vec<Mine>>>()?;
     Ok((mine, pinned))
 }
 
-/// The plate-MJD of each entry of `Offsets::tables`, on every rank (rank 0 knows the metas).
-fn offsets_plates(job: &Job, metas: &Option<Vec<PlateMeta>>) -> Result<Vec<PlateMjd>> {
-    let pms: Option<Vec<PlateMjd>> = metas.as_ref().map(|m| m.iter().map(|m| m.pm).collect());
+/// The group of each entry of `Offsets::plates`, on every rank (rank 0 knows the metas).
+fn offsets_plates(job: &Job, metas: &Option<Vec<PlateMeta>>) -> Result<Vec<GroupId>> {
+    let pms: Option<Vec<GroupId>> = metas.as_ref().map(|m| m.iter().map(|m| m.group).collect());
     Ok(job.broadcast(pms.as_ref())?)
 }
 
@@ -326,12 +340,12 @@ fn tasks(
     mine: &[Mine],
     records: &[DatasetRecord],
     offsets: &Offsets,
-    metas_pm: &[PlateMjd],
+    metas_pm: &[GroupId],
 ) -> Vec<Task> {
-    let by_pm: HashMap<PlateMjd, &Mine> = mine.iter().map(|m| (m.pm, m)).collect();
+    let by_pm: HashMap<GroupId, &Mine> = mine.iter().map(|m| (m.group, m)).collect();
     let mut tasks: Vec<Task> = Vec::new();
     for (r, dst) in records.iter().zip(&offsets.datasets) {
-        let (Some(m), Some(dst)) = (by_pm.get(&r.plate_mjd()), dst) else {
+        let (Some(m), Some(dst)) = (by_pm.get(&GroupId::Plate(r.plate_mjd())), dst) else {
             continue;
         };
         let key = (r.fiber, r.expid, r.kind);
@@ -351,7 +365,7 @@ fn tasks(
         });
     }
     for m in mine {
-        let Ok(i) = metas_pm.binary_search(&m.pm) else {
+        let Ok(i) = metas_pm.binary_search(&m.group) else {
             continue;
         };
         let offs = &offsets.plates[i];

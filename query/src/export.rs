@@ -1,6 +1,7 @@
-//! Columnar export for pandas: one row per selected fiber, sorted by key — every catalog column,
-//! then one list column per coadd field (`df.flux[i]` is a spectrum, `df.wave[i]` its wavelengths). Each
-//! rank builds the batches of its own plate-MJDs; rank 0 writes them in key order into one Arrow IPC
+//! Columnar export for pandas: one row per selected spectrum, sorted by key — every catalog column,
+//! then one list column per coadd field (`df.flux[i]` is a spectrum, `df.wave[i]` its wavelengths;
+//! SDSS-V spectra also have `wresl`, null for SDSS-I–IV ones). Each rank builds the batches of its
+//! own store groups; rank 0 writes them in key order into one Arrow IPC
 //! file and/or one Parquet file, one plate-MJD at a time (never the whole result in memory).
 
 use std::fs::File;
@@ -15,7 +16,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::writer::FileWriter;
 use catalog::ipc;
 use model::atomic::AtomicFile;
-use model::{layout, FiberId, PlateMjd};
+use model::{GroupId, SpectrumId};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -35,10 +36,12 @@ pub enum SpectralColumn {
     Wavedisp,
     Sky,
     Model,
+    /// SDSS-V: the wavelength resolution (Å) of each pixel.
+    Wresl,
 }
 
 impl SpectralColumn {
-    pub const ALL: [SpectralColumn; 8] = [
+    pub const ALL: [SpectralColumn; 9] = [
         Self::Wave,
         Self::Flux,
         Self::Ivar,
@@ -47,6 +50,7 @@ impl SpectralColumn {
         Self::Wavedisp,
         Self::Sky,
         Self::Model,
+        Self::Wresl,
     ];
 
     /// Column name in the export.
@@ -60,7 +64,28 @@ impl SpectralColumn {
             Self::Wavedisp => "wavedisp",
             Self::Sky => "sky",
             Self::Model => "model",
+            Self::Wresl => "wresl",
         }
+    }
+
+    /// The array of the store's merged layout holding this field.
+    fn store_name(self) -> &'static str {
+        match self {
+            Self::Wave => "WAVE",
+            Self::Flux => "FLUX",
+            Self::Ivar => "IVAR",
+            Self::AndMask => "AND_MASK",
+            Self::OrMask => "OR_MASK",
+            Self::Wavedisp => "WAVEDISP",
+            Self::Sky => "SKY",
+            Self::Model => "MODEL",
+            Self::Wresl => "WRESL",
+        }
+    }
+
+    /// True for columns only some surveys have (null for the others).
+    fn optional(self) -> bool {
+        self == Self::Wresl
     }
 
     fn item_type(self) -> DataType {
@@ -74,19 +99,19 @@ impl SpectralColumn {
         Field::new(
             self.name(),
             DataType::List(Arc::new(Field::new_list_field(self.item_type(), false))),
-            false,
+            self.optional(),
         )
     }
 
-    /// The values of this field for a run of pixels.
-    fn array(self, records: &[CoaddRecord]) -> ArrayRef {
+    /// The values of this field for a run of pixels (None: SDSS-I–IV coadds have no such field).
+    fn array(self, records: &[CoaddRecord]) -> Option<ArrayRef> {
         let f32s = |get: fn(&CoaddRecord) -> f32| {
             Arc::new(Float32Array::from_iter_values(records.iter().map(get))) as ArrayRef
         };
         let i32s = |get: fn(&CoaddRecord) -> i32| {
             Arc::new(Int32Array::from_iter_values(records.iter().map(get))) as ArrayRef
         };
-        match self {
+        Some(match self {
             Self::Wave => f32s(|r| r.wave),
             Self::Flux => f32s(|r| r.flux),
             Self::Ivar => f32s(|r| r.ivar),
@@ -95,7 +120,8 @@ impl SpectralColumn {
             Self::Wavedisp => f32s(|r| r.wavedisp),
             Self::Sky => f32s(|r| r.sky),
             Self::Model => f32s(|r| r.model),
-        }
+            Self::Wresl => return None,
+        })
     }
 }
 
@@ -126,49 +152,115 @@ pub fn export_schema(catalog: &Schema, columns: &[SpectralColumn]) -> SchemaRef 
     Arc::new(Schema::new(fields))
 }
 
-/// The fibers of catalog rows.
-fn fibers_of(rows: &RecordBatch) -> Vec<FiberId> {
+/// The spectra of catalog rows.
+fn spectra_of(rows: &RecordBatch) -> Vec<SpectrumId> {
     rows.column_by_name(catalog::columns::KEY)
         .expect("catalog rows have a key")
         .as_primitive::<Int64Type>()
         .values()
         .iter()
-        .map(|&k| FiberId::from_key(k))
+        .filter_map(|&k| SpectrumId::from_key(k))
         .collect()
 }
 
-/// Builds the batch of one plate-MJD: the catalog rows `subset` (all of that plate-MJD) and spectra.
+/// True when some catalog rows are of a later survey than SDSS-I–IV (they have columns SDSS-I–IV
+/// spectra do not, such as `wresl`).
+pub fn has_later_surveys(rows: &RecordBatch) -> bool {
+    spectra_of(rows)
+        .iter()
+        .any(|s| s.group.plate_mjd().is_none())
+}
+
+/// One list column from the flat values of its spectra and their offsets.
+fn list(
+    path: &Path,
+    item: DataType,
+    offsets: &OffsetBuffer<i32>,
+    values: ArrayRef,
+) -> Result<ArrayRef> {
+    let item = Arc::new(Field::new_list_field(item, false));
+    ListArray::try_new(item, offsets.clone(), values, None)
+        .map(|l| Arc::new(l) as ArrayRef)
+        .map_err(|source| QueryError::Arrow {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// A list column of nulls (a field a survey's spectra do not have).
+fn null_list(c: SpectralColumn, rows: usize) -> ArrayRef {
+    arrow::array::new_null_array(c.field().data_type(), rows)
+}
+
+fn offsets_of(path: &Path, lengths: impl Iterator<Item = usize>) -> Result<OffsetBuffer<i32>> {
+    let mut offsets = vec![0i32];
+    let mut total = 0usize;
+    for n in lengths {
+        total += n;
+        offsets
+            .push(i32::try_from(total).map_err(|_| {
+                QueryError::store(path, "more than 2^31 pixels in one store group")
+            })?);
+    }
+    Ok(OffsetBuffer::new(offsets.into()))
+}
+
+/// Builds the batch of one store group: the catalog rows `subset` (all of that group) and spectra.
 fn build_batch(
     store: &Path,
-    pm: PlateMjd,
+    group: GroupId,
     subset: &RecordBatch,
     schema: &SchemaRef,
     columns: &[SpectralColumn],
 ) -> Result<RecordBatch> {
-    let path = store.join(layout::store_file_name(pm));
-    let err = |e: hdf5::Error| QueryError::hdf5(&path, "cannot read a coadd", e);
-    let file = hdf5::File::open(&path).map_err(err)?;
-    let fibers: Vec<i32> = fibers_of(subset).iter().map(|f| f.fiber).collect();
-    let mut pixels: Vec<CoaddRecord> = Vec::new();
-    let mut offsets = vec![0i32];
-    for coadd in store::reader::coadds(&file, pm, &fibers).map_err(err)? {
-        pixels.extend(coadd);
-        offsets.push(
-            i32::try_from(pixels.len())
-                .map_err(|_| QueryError::store(&path, "more than 2^31 pixels in one plate-MJD"))?,
-        );
-    }
+    let path = store.join(group.store_file_name());
+    let rows: Vec<i64> = spectra_of(subset).iter().map(|s| s.row).collect();
     let mut arrays: Vec<ArrayRef> = subset.columns().to_vec();
-    let offsets = OffsetBuffer::new(offsets.into());
-    for c in columns {
-        let item = Arc::new(Field::new_list_field(c.item_type(), false));
-        let list = ListArray::try_new(item, offsets.clone(), c.array(&pixels), None).map_err(
-            |source| QueryError::Arrow {
-                path: path.clone(),
-                source,
-            },
-        )?;
-        arrays.push(Arc::new(list));
+    match group {
+        GroupId::Plate(pm) => {
+            let err = |e: hdf5::Error| QueryError::hdf5(&path, "cannot read a coadd", e);
+            let file = hdf5::File::open(&path).map_err(err)?;
+            let fibers: Vec<i32> = rows.iter().map(|&r| r as i32).collect();
+            let mut pixels: Vec<CoaddRecord> = Vec::new();
+            let mut lengths = Vec::with_capacity(fibers.len());
+            for coadd in store::reader::coadds(&file, pm, &fibers).map_err(err)? {
+                lengths.push(coadd.len());
+                pixels.extend(coadd);
+            }
+            let offsets = offsets_of(&path, lengths.into_iter())?;
+            for c in columns {
+                arrays.push(match c.array(&pixels) {
+                    Some(values) => list(&path, c.item_type(), &offsets, values)?,
+                    None => null_list(*c, rows.len()),
+                });
+            }
+        }
+        GroupId::Field(_) => {
+            let spectra = store::merged::read_rows(&path, group, &rows)
+                .map_err(|e| QueryError::store(&path, format!("cannot read the spectra: {e}")))?;
+            let offsets = offsets_of(&path, spectra.lengths.iter().copied())?;
+            for c in columns {
+                arrays.push(match spectra.column(c.store_name()) {
+                    Some(bits) => {
+                        let values: ArrayRef = if c.item_type() == DataType::Int32 {
+                            Arc::new(Int32Array::from_iter_values(bits.iter().map(|&b| b as i32)))
+                        } else {
+                            Arc::new(Float32Array::from_iter_values(
+                                bits.iter().map(|&b| f32::from_bits(b)),
+                            ))
+                        };
+                        list(&path, c.item_type(), &offsets, values)?
+                    }
+                    None if c.optional() => null_list(*c, rows.len()),
+                    None => {
+                        return Err(QueryError::store(
+                            &path,
+                            format!("the coadds have no {} array", c.store_name()),
+                        ))
+                    }
+                });
+            }
+        }
     }
     RecordBatch::try_new(schema.clone(), arrays)
         .map_err(|source| QueryError::Arrow { path, source })
@@ -282,13 +374,13 @@ pub fn export(
 ) -> Result<ExportReport> {
     let start = std::time::Instant::now();
     let schema = export_schema(&subset.schema(), &opts.columns);
-    // Rows of each plate-MJD (start, count), in key order: the subset is sorted by key, so the rows
-    // of a plate-MJD are contiguous.
-    let mut groups: Vec<(PlateMjd, usize, usize)> = Vec::new();
-    for (i, f) in fibers_of(subset).into_iter().enumerate() {
+    // Rows of each store group (start, count), in key order: the subset is sorted by key, so the
+    // rows of a group are contiguous.
+    let mut groups: Vec<(GroupId, usize, usize)> = Vec::new();
+    for (i, f) in spectra_of(subset).into_iter().enumerate() {
         match groups.last_mut() {
-            Some((last, _, n)) if *last == f.plate_mjd() => *n += 1,
-            _ => groups.push((f.plate_mjd(), i, 1)),
+            Some((last, _, n)) if *last == f.group => *n += 1,
+            _ => groups.push((f.group, i, 1)),
         }
     }
     let owner = partition_by_weight(

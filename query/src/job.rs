@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use catalog::filters::Filters;
-use model::fiberlist::{read_fiber_list, FiberList};
-use model::FiberId;
+use model::fiberlist::{read_fiber_list, FiberList, Missing};
+use model::{FiberId, SpectrumId};
 use ranks::Job;
 use serde::Serialize;
 
@@ -90,9 +90,9 @@ pub struct Summary {
     /// The `--list` CSV (or the `--sql` result as CSV).
     #[serde(skip)]
     pub listing: Option<String>,
-    /// The listed fibers the store does not have.
+    /// The listed spectra the store does not have.
     #[serde(skip)]
-    pub missing_ids: Vec<FiberId>,
+    pub missing_ids: Vec<Missing>,
 }
 
 impl Summary {
@@ -283,15 +283,25 @@ pub fn run(job: &Job, req: &Request) -> Result<Summary> {
     let mut warnings = Vec::new();
 
     // What is selected: the list as given, or the catalog rows that pass every filter.
+    // SDSS-V targets of a list are named by CATALOGID: the catalog says which spectra they are.
+    let targets = list.as_ref().is_some_and(|l| !l.targets.is_empty());
     let needs_catalog = req.filters.any()
         || req.ids.is_some()
         || req.matching.is_some()
         || req.list
-        || req.exporting();
-    let mut missing: Vec<FiberId> = Vec::new();
+        || req.exporting()
+        || targets;
+    let mut missing: Vec<Missing> = Vec::new();
     let (fibers, subset, source, matching, ids) = if needs_catalog {
         let ask = Ask {
-            list: list.as_ref().map(|l| l.fibers.clone()),
+            list: list
+                .as_ref()
+                .filter(|l| l.targets.is_empty())
+                .map(|l| l.fibers.clone()),
+            targets: list
+                .as_ref()
+                .filter(|l| !l.targets.is_empty())
+                .map(|l| l.targets.clone()),
             filters: req.filters.clone(),
             ids: req.ids.clone(),
             matching: req.matching.clone(),
@@ -302,10 +312,12 @@ pub fn run(job: &Job, req: &Request) -> Result<Summary> {
         warnings.extend(sel.warnings);
         missing = sel.missing;
         listing = sel.listing;
-        (sel.fibers, sel.rows, sel.source, sel.matching, sel.ids)
+        (sel.spectra, sel.rows, sel.source, sel.matching, sel.ids)
     } else {
         (
-            list.as_ref().map(|l| l.fibers.clone()).unwrap_or_default(),
+            list.as_ref()
+                .map(|l| l.fibers.iter().map(|&f| SpectrumId::from(f)).collect())
+                .unwrap_or_default(),
             None,
             None,
             None,
@@ -313,7 +325,9 @@ pub fn run(job: &Job, req: &Request) -> Result<Summary> {
         )
     };
     let mut summary = Summary::empty(job, req);
-    summary.fibers_asked = list.as_ref().map_or(0, |l| l.fibers.len());
+    summary.fibers_asked = list
+        .as_ref()
+        .map_or(0, |l| l.fibers.len() + l.targets.len());
     summary.duplicates = list.as_ref().map_or(0, |l| l.duplicates);
     summary.selected = fibers.len();
     summary.catalog = source;
@@ -325,10 +339,13 @@ pub fn run(job: &Job, req: &Request) -> Result<Summary> {
         summary.listing = listing;
     } else {
         if let Some(output) = &req.output {
-            let mut fibers = fibers.clone();
+            let mut fibers: Vec<SpectrumId> = fibers.clone();
             if let Some(keep) = req.keep {
-                let old = old_fibers(job, output)?;
-                let new: HashSet<FiberId> = fibers.iter().copied().collect();
+                let old: Vec<SpectrumId> = old_fibers(job, output)?
+                    .into_iter()
+                    .map(SpectrumId::from)
+                    .collect();
+                let new: HashSet<SpectrumId> = fibers.iter().copied().collect();
                 summary.kept = old.iter().filter(|f| new.contains(f)).count();
                 summary.added = new.len() - summary.kept;
                 summary.dropped = match keep {
@@ -336,14 +353,14 @@ pub fn run(job: &Job, req: &Request) -> Result<Summary> {
                     Keep::Add => 0,
                 };
                 if keep == Keep::Add {
-                    let mut all: std::collections::BTreeSet<FiberId> = new.into_iter().collect();
+                    let mut all: std::collections::BTreeSet<SpectrumId> = new.into_iter().collect();
                     all.extend(old);
                     fibers = all.into_iter().collect();
                 }
             }
             let opts = QueryOptions {
                 store: req.store.clone(),
-                fibers,
+                spectra: fibers,
                 output: output.clone(),
                 io: req.io,
                 layout: req.layout,
@@ -351,7 +368,12 @@ pub fn run(job: &Job, req: &Request) -> Result<Summary> {
             };
             let r: QueryReport = run_query(job, &opts)?;
             if source.is_none() {
-                missing = r.missing.clone();
+                missing = r
+                    .missing
+                    .iter()
+                    .filter_map(SpectrumId::fiber_id)
+                    .map(Missing::Fiber)
+                    .collect();
             }
             summary.fibers_found = r.fibers_found;
             summary.datasets = r.datasets;
@@ -361,22 +383,28 @@ pub fn run(job: &Job, req: &Request) -> Result<Summary> {
             summary.phases = Some(r.phases);
         }
         if req.exporting() {
-            let columns = if req.columns.is_empty() {
+            let subset = subset.as_ref().expect("exports read the catalog");
+            let columns = if !req.columns.is_empty() {
+                req.columns.clone()
+            } else if crate::export::has_later_surveys(subset) {
                 SpectralColumn::ALL.to_vec()
             } else {
-                req.columns.clone()
+                // SDSS-I–IV spectra only: their fields (no null wresl column).
+                SpectralColumn::ALL
+                    .into_iter()
+                    .filter(|c| *c != SpectralColumn::Wresl)
+                    .collect()
             };
             let opts = ExportOptions {
                 arrow: req.arrow.clone(),
                 parquet: req.parquet.clone(),
                 columns,
             };
-            let subset = subset.as_ref().expect("exports read the catalog");
             summary.export = Some(export(job, &req.store, subset, &opts)?);
         }
     }
     summary.fibers_missing = missing.len();
-    summary.missing = missing.iter().map(FiberId::to_string).collect();
+    summary.missing = missing.iter().map(Missing::id).collect();
     summary.missing_ids = missing;
     summary.seconds = start.elapsed().as_secs_f64();
     summary.peak_rss_mb = job.all_gather(&(ranks::peak_rss_kib() as f64 / 1024.0))?;

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod error;
 pub mod export;
 pub mod job;
+pub mod merged_scan;
 pub mod pinned;
 pub mod records;
 pub mod scan;

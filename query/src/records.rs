@@ -3,7 +3,7 @@
 //! rank 0, which creates the output, needs.
 
 use model::layout::Arm;
-use model::{FiberId, PlateMjd};
+use model::{FiberId, GroupId, PlateMjd};
 use mpi::traits::Equivalence;
 use serde::{Deserialize, Serialize};
 use store::{AttrValue, FieldSet};
@@ -124,10 +124,11 @@ pub struct DatasetSpec {
     pub attrs: Vec<(String, AttrValue)>,
 }
 
-/// What rank 0 needs to create the metadata of one plate-MJD in the output.
+/// What rank 0 needs to create the metadata of one store group (a plate-MJD, a field-MJD) in the
+/// output.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PlateMeta {
-    pub pm: PlateMjd,
+    pub group: GroupId,
     pub attrs: Vec<(String, AttrValue)>,
     /// The distinct attribute lists of the plate-MJD's per-fiber datasets (v1 output); records
     /// point into it (index 0 is always the empty list).

@@ -13,7 +13,7 @@ use std::path::Path;
 use hdf5::types::TypeDescriptor;
 use hdf5::H5Type;
 use model::layout::{self, Arm, Layout, PlateTable};
-use model::PlateMjd;
+use model::{GroupId, PlateMjd};
 use store::attrs::read_attrs;
 use store::records::COADD_FIELDS;
 use store::v2::COEFF1;
@@ -83,8 +83,8 @@ pub type RecordKey = (i32, u32, u8);
 #[derive(Debug, Default)]
 pub struct Scanned {
     pub records: Vec<DatasetRecord>,
-    /// Fibers found, sorted.
-    pub found: Vec<i32>,
+    /// Row keys found (fibers, TARGET_INDEX), sorted.
+    pub found: Vec<i64>,
     pub meta: Option<PlateMeta>,
     /// For each dataset of `meta.datasets`, in order: its pieces.
     pub fills: Vec<Vec<Piece>>,
@@ -597,24 +597,36 @@ fn read_table(
 // Putting parts together
 // ------------------------------------------------------------------------------------------------
 
-/// Where the requested fibers of one plate-MJD of the output are read from: each source file with
-/// the fibers (sorted) taken from it (a store file; an old subset for fibers it already has).
+/// Where the requested spectra of one store group of the output are read from: each source file
+/// with the row keys (sorted) taken from it (a store file; an old subset for fibers it already has).
 pub struct PlateSources<'a> {
-    pub pm: PlateMjd,
-    pub sources: Vec<(u32, &'a Path, Vec<i32>)>,
+    pub group: GroupId,
+    pub sources: Vec<(u32, &'a Path, Vec<i64>)>,
 }
 
-/// Scans the sources of one plate-MJD for an output in layout `out`, each from the file pinned
-/// for it (opened now if it is not yet): the copy reads the same files.
+/// Scans the sources of one group for an output in layout `out` (SDSS-I–IV groups; the others are
+/// in the merged layout whatever `out` is), each from the file pinned for it (opened now if it is
+/// not yet): the copy reads the same files.
 pub fn scan_plate(plate: &PlateSources, out: Layout, pinned: &mut Pinned) -> Result<Scanned> {
+    let pm = match plate.group {
+        GroupId::Plate(pm) => pm,
+        group => {
+            let Some((source, path, rows)) = plate.sources.first() else {
+                return Ok(Scanned::default());
+            };
+            let (_, file) = pinned.pin(*source, path)?;
+            return crate::merged_scan::scan_merged(path, file, *source, group, rows);
+        }
+    };
     let mut parts = Vec::new();
     for (source, path, fibers) in &plate.sources {
         let opened = pinned.pin(*source, path)?;
-        if let Some(p) = read_part(path, opened, *source, plate.pm, fibers)? {
+        let fibers: Vec<i32> = fibers.iter().map(|&f| f as i32).collect();
+        if let Some(p) = read_part(path, opened, *source, pm, &fibers)? {
             parts.push(p);
         }
     }
-    finish(plate.pm, parts, out, plate.sources.first().map(|s| s.1))
+    finish(pm, parts, out, plate.sources.first().map(|s| s.1))
 }
 
 /// The distinct attribute lists of one plate-MJD's datasets (index 0: none).
@@ -646,9 +658,9 @@ fn finish(pm: PlateMjd, parts: Vec<Part>, out: Layout, first: Option<&Path>) -> 
     if parts.is_empty() {
         return Ok(Scanned::default());
     }
-    let mut found: Vec<i32> = parts
+    let mut found: Vec<i64> = parts
         .iter()
-        .flat_map(|p| p.coadds.iter().map(|c| c.fiber))
+        .flat_map(|p| p.coadds.iter().map(|c| i64::from(c.fiber)))
         .collect();
     found.sort_unstable();
     let mut s = Scanned {
@@ -656,7 +668,7 @@ fn finish(pm: PlateMjd, parts: Vec<Part>, out: Layout, first: Option<&Path>) -> 
         ..Scanned::default()
     };
     let mut m = PlateMeta {
-        pm,
+        group: GroupId::Plate(pm),
         attrs: parts[0].attrs.clone(),
         attr_sets: vec![Vec::new()],
         groups: Vec::new(),

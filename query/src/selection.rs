@@ -20,7 +20,8 @@ use catalog::ids::read_ids;
 use catalog::sky::Angle;
 use catalog::sql::{key_in, one_of, Engine};
 use catalog::{columns, Catalog, CatalogError};
-use model::{layout, FiberId};
+use model::fiberlist::{Missing, TargetRef};
+use model::{layout, FiberId, GroupId, SpectrumId};
 use ranks::Job;
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +50,14 @@ pub const LIST_COLUMNS: [&str; 8] = [
     columns::Z,
 ];
 
+/// The columns `--list` adds when SDSS-V spectra are listed.
+pub const SDSS5_LIST_COLUMNS: [&str; 3] = [columns::SURVEY, columns::FIELDID, columns::CATALOGID];
+
+/// True for the key of an SDSS-V spectrum.
+fn is_sdss5(key: i64) -> bool {
+    SpectrumId::from_key(key).is_some_and(|s| matches!(s.group, GroupId::Field(_)))
+}
+
 /// A crossmatch asked for.
 #[derive(Debug, Clone)]
 pub struct MatchRequest {
@@ -61,6 +70,8 @@ pub struct MatchRequest {
 #[derive(Debug, Clone, Default)]
 pub struct Ask {
     pub list: Option<Vec<FiberId>>,
+    /// SDSS-V targets of a spectrum list (field, MJD, CATALOGID), resolved through the catalog.
+    pub targets: Option<Vec<TargetRef>>,
     pub filters: Filters,
     pub ids: Option<PathBuf>,
     pub matching: Option<MatchRequest>,
@@ -92,16 +103,16 @@ pub struct IdReport {
 /// The answer, on every rank.
 #[derive(Debug, Default)]
 pub struct Selected {
-    /// The selected fibers, sorted.
-    pub fibers: Vec<FiberId>,
+    /// The selected spectra, sorted (by key).
+    pub spectra: Vec<SpectrumId>,
     /// Their catalog rows (every column, sorted by key) when [`Ask::rows`].
     pub rows: Option<RecordBatch>,
     /// The `--list` CSV (rank 0).
     pub listing: Option<String>,
     pub source: Option<CatalogSource>,
     pub warnings: Vec<String>,
-    /// Listed fibers the store does not have.
-    pub missing: Vec<FiberId>,
+    /// Listed spectra the store does not have.
+    pub missing: Vec<Missing>,
     pub matching: Option<MatchReport>,
     pub ids: Option<IdReport>,
 }
@@ -110,7 +121,7 @@ pub struct Selected {
 #[derive(Serialize, Deserialize)]
 struct Shared {
     keys: Vec<i64>,
-    missing: Vec<i64>,
+    missing: Vec<Missing>,
     source: CatalogSource,
     warnings: Vec<String>,
     matching: Option<MatchReport>,
@@ -221,16 +232,16 @@ pub fn select(job: &Job, store: &Path, ask: &Ask) -> Result<Selected> {
         None
     };
     Ok(Selected {
-        fibers: shared.keys.iter().map(|&k| FiberId::from_key(k)).collect(),
+        spectra: shared
+            .keys
+            .iter()
+            .filter_map(|&k| SpectrumId::from_key(k))
+            .collect(),
         rows,
         listing,
         source: Some(shared.source),
         warnings: shared.warnings,
-        missing: shared
-            .missing
-            .iter()
-            .map(|&k| FiberId::from_key(k))
-            .collect(),
+        missing: shared.missing,
         matching: shared.matching,
         ids: shared.ids,
     })
@@ -248,7 +259,16 @@ fn on_root(o: &Opened, ask: &Ask) -> Result<(Shared, Option<RecordBatch>, Option
         // Listed fibers the catalog does not have at all (not those the filters leave out).
         let present = engine.select(&[], vec![key_in(&keys)], Some(&[columns::KEY]))?;
         let present: HashSet<i64> = key_values(&present).collect();
-        missing = keys.into_iter().filter(|k| !present.contains(k)).collect();
+        missing = keys
+            .into_iter()
+            .filter(|k| !present.contains(k))
+            .map(|k| Missing::Fiber(FiberId::from_key(k)))
+            .collect();
+    }
+    if let Some(targets) = &ask.targets {
+        let (keys, absent) = resolve_targets(engine, targets)?;
+        exprs.push(key_in(&keys));
+        missing.extend(absent.into_iter().map(Missing::Target));
     }
     let mut id_report = None;
     let mut id_column = None;
@@ -314,6 +334,8 @@ fn on_root(o: &Opened, ask: &Ask) -> Result<(Shared, Option<RecordBatch>, Option
         ));
     }
     let mut list_columns: Vec<&str> = LIST_COLUMNS.to_vec();
+    // The columns SDSS-V users name their spectra by; listed when SDSS-V rows are selected.
+    list_columns.extend(SDSS5_LIST_COLUMNS);
     if let Some(c) = &id_column {
         list_columns.push(c);
     }
@@ -326,6 +348,9 @@ fn on_root(o: &Opened, ask: &Ask) -> Result<(Shared, Option<RecordBatch>, Option
     };
     let rows = engine.select(&filters, exprs, columns)?;
     let keys: Vec<i64> = key_values(&rows).collect();
+    if !keys.iter().any(|&k| is_sdss5(k)) {
+        list_columns.retain(|c| !SDSS5_LIST_COLUMNS.contains(c));
+    }
     if let (Some(r), Some(c)) = (&mut id_report, &id_column) {
         let found: HashSet<String> = (0..rows.num_rows())
             .filter_map(|i| {
@@ -352,6 +377,62 @@ fn on_root(o: &Opened, ask: &Ask) -> Result<(Shared, Option<RecordBatch>, Option
         ids: id_report,
     };
     Ok((shared, ask.rows.then_some(rows), listing))
+}
+
+/// The catalog keys of SDSS-V targets named by field, MJD and CATALOGID (every coadd of them, or
+/// the one the list names), and the targets the catalog does not have.
+fn resolve_targets(engine: &Engine, targets: &[TargetRef]) -> Result<(Vec<i64>, Vec<TargetRef>)> {
+    use arrow::datatypes::Int32Type;
+    let ids: std::collections::BTreeSet<i64> = targets.iter().map(|t| t.catalogid).collect();
+    let ids: Vec<i64> = ids.into_iter().collect();
+    let rows = engine.select(
+        &[],
+        vec![catalog::sql::int64_in(columns::CATALOGID, &ids)],
+        Some(&[
+            columns::KEY,
+            columns::FIELDID,
+            columns::MJD,
+            columns::CATALOGID,
+        ]),
+    )?;
+    let field = rows.column(1).as_primitive::<Int32Type>();
+    let mjd = rows.column(2).as_primitive::<Int32Type>();
+    let catalogid = rows.column(3).as_primitive::<Int64Type>();
+    let mut by_target: std::collections::HashMap<(i32, i32, i64), Vec<(i64, model::Coadd)>> =
+        Default::default();
+    for (i, key) in key_values(&rows).enumerate() {
+        let Some(SpectrumId {
+            group: GroupId::Field(g),
+            ..
+        }) = SpectrumId::from_key(key)
+        else {
+            continue;
+        };
+        if field.is_valid(i) && catalogid.is_valid(i) {
+            by_target
+                .entry((field.value(i), mjd.value(i), catalogid.value(i)))
+                .or_default()
+                .push((key, g.coadd));
+        }
+    }
+    let mut keys = Vec::new();
+    let mut absent = Vec::new();
+    for t in targets {
+        let found: Vec<i64> = by_target
+            .get(&(t.field, t.mjd, t.catalogid))
+            .into_iter()
+            .flatten()
+            .filter(|(_, c)| t.coadd.is_none_or(|want| want == *c))
+            .map(|(k, _)| *k)
+            .collect();
+        if found.is_empty() {
+            absent.push(*t);
+        }
+        keys.extend(found);
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    Ok((keys, absent))
 }
 
 fn key_values(b: &RecordBatch) -> impl Iterator<Item = i64> + '_ {

@@ -1,9 +1,11 @@
 //! The HDF5 store shared by ingest and query: the fixed coadd/exposure records, generic tables
-//! (plugmap, spall, zline, zbest), scalar attributes, and raw reads and writes.
+//! (plugmap, spall, zline, zbest), scalar attributes, raw reads and writes, and the merged layout
+//! of the newer surveys.
 
 pub mod attrs;
 pub mod fast;
 pub mod files;
+pub mod merged;
 pub mod raw;
 pub mod reader;
 pub mod records;

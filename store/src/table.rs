@@ -8,6 +8,9 @@ use std::collections::HashMap;
 use crate::raw;
 use model::layout;
 
+/// The key column of SDSS-I–IV tables.
+const FIBERID: &str = "FIBERID";
+
 /// Element type of a table column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ScalarKind {
@@ -273,22 +276,57 @@ impl Table {
         )
     }
 
-    /// The FIBERID of every row (None when the table has no integer FIBERID column).
-    pub fn fiber_ids(&self) -> Option<Vec<i32>> {
-        let col = self.column_index("FIBERID")?;
+    /// The values of a scalar integer key column (FIBERID, TARGET_INDEX, TARGETID), None when the
+    /// table has no such column.
+    pub fn key_values(&self, key: &str) -> Option<Vec<i64>> {
+        let col = self.column_index(key)?;
         (0..self.num_rows())
-            .map(|r| self.int_value(r, col).map(|v| v as i32))
+            .map(|r| self.int_value(r, col))
             .collect()
     }
 
-    /// The rows of each fiber, as bytes, in table order (None when the table has no FIBERID).
-    pub fn fiber_rows(&self) -> Option<HashMap<i32, Vec<&[u8]>>> {
-        let ids = self.fiber_ids()?;
-        let mut out: HashMap<i32, Vec<&[u8]>> = HashMap::new();
-        for (r, f) in ids.into_iter().enumerate() {
-            out.entry(f).or_default().push(self.row(r));
+    /// The rows of each key value, as bytes in table order.
+    pub fn key_rows(&self, key: &str) -> Option<HashMap<i64, Vec<&[u8]>>> {
+        let ids = self.key_values(key)?;
+        let mut out: HashMap<i64, Vec<&[u8]>> = HashMap::new();
+        for (r, k) in ids.into_iter().enumerate() {
+            out.entry(k).or_default().push(self.row(r));
         }
         Some(out)
+    }
+
+    /// Sorts the rows by a key column (stable: rows of one key keep their order).
+    pub fn sort_by_key(&mut self, key: &str) {
+        let Some(keys) = self.key_values(key) else {
+            return;
+        };
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_by_key(|&r| keys[r]);
+        let mut data = Vec::with_capacity(self.data.len());
+        for r in order {
+            data.extend_from_slice(self.row(r));
+        }
+        self.data = data;
+    }
+
+    /// The FIBERID of every row (SDSS-I–IV tables), None without a FIBERID column.
+    pub fn fiber_ids(&self) -> Option<Vec<i32>> {
+        Some(
+            self.key_values(FIBERID)?
+                .into_iter()
+                .map(|v| v as i32)
+                .collect(),
+        )
+    }
+
+    /// The rows of each fiber, as bytes in table order.
+    pub fn fiber_rows(&self) -> Option<HashMap<i32, Vec<&[u8]>>> {
+        Some(
+            self.key_rows(FIBERID)?
+                .into_iter()
+                .map(|(k, v)| (k as i32, v))
+                .collect(),
+        )
     }
 
     /// True when both tables have the same columns (names, kinds, shapes).
@@ -370,18 +408,9 @@ impl Table {
         out
     }
 
-    /// Sorts rows by FIBERID, keeping the order of rows of one fiber (no-op without FIBERID).
+    /// Sorts the rows by FIBERID (stable).
     pub fn sort_by_fiber(&mut self) {
-        let Some(fibers) = self.fiber_ids() else {
-            return;
-        };
-        let mut order: Vec<usize> = (0..fibers.len()).collect();
-        order.sort_by_key(|&r| fibers[r]);
-        let mut data = Vec::with_capacity(self.data.len());
-        for r in order {
-            data.extend_from_slice(self.row(r));
-        }
-        self.data = data;
+        self.sort_by_key(FIBERID);
     }
 
     fn clone_schema(&self) -> Table {

@@ -232,10 +232,7 @@ fn report(args: &Args, job: &Job, s: &Summary) -> u8 {
         eprintln!("boss-query: warning: {}", one_line(w));
     }
     for m in &s.missing_ids {
-        eprintln!(
-            "boss-query: not in the store: plate {} mjd {} fiber {}",
-            m.plate, m.mjd, m.fiber
-        );
+        eprintln!("boss-query: not in the store: {m}");
     }
     if args.json && s.listing.is_none() {
         let json = serde_json::to_string_pretty(s).expect("summary serialises");
