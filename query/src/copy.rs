@@ -10,7 +10,6 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use model::layout;
 use ranks::Job;
 
 use crate::error::{QueryError, Result};
@@ -228,18 +227,14 @@ fn convert(task: &Task, sources: &mut Sources) -> Result<Vec<(u64, Vec<u8>)>> {
 /// The padding of field `f` in column `j` of a converted row.
 pub(crate) fn pad_value(pad: &Pad, f: usize, j: u64) -> u32 {
     match pad {
-        Pad::Coadd { index0 } => match store::records::COADD_FIELDS[f] {
-            ("WAVE", _) => store::v2::grid_wave(index0 + j as i64).to_bits(),
-            (_, true) => layout::NODATA as u32,
-            _ => 0,
-        },
-        Pad::Exposure { fields } => {
-            if fields.fields().nth(f).is_some_and(|x| x.is_int()) {
-                layout::NODATA as u32
-            } else {
-                0
-            }
+        Pad::Coadd { index0 } => {
+            let (name, int) = store::records::COADD_FIELDS[f];
+            store::v2::pad_value(name, int, index0 + j as i64)
         }
+        Pad::Exposure { fields } => match fields.fields().nth(f) {
+            Some(x) => store::v2::pad_value(x.name(), x.is_int(), 0),
+            None => 0,
+        },
     }
 }
 

@@ -16,7 +16,6 @@ use model::layout::{self, Arm, Layout, PlateTable};
 use model::{GroupId, PlateMjd};
 use store::attrs::read_attrs;
 use store::records::COADD_FIELDS;
-use store::v2::COEFF1;
 use store::{AttrValue, CoaddRecord, ExposureField, FieldSet, Table};
 
 use crate::error::{QueryError, Result};
@@ -443,15 +442,9 @@ fn read_v2(path: &Path, group: &hdf5::Group, fibers: &[i32], part: &mut Part) ->
         .group(layout::COADDS)
         .map_err(h5(path, layout::COADDS))?;
     let coadds = v2_group(path, &g, layout::COADDS)?;
-    let loglam0 = coadds
-        .attrs
-        .iter()
-        .find_map(|(k, v)| match (k.as_str(), v) {
-            (layout::LOGLAM0_ATTR, AttrValue::Float(l)) => Some(*l),
-            _ => None,
-        })
+    let index0 = store::v2::grid_index0(&coadds.attrs)
         .ok_or_else(|| QueryError::store(path, "a v2 coadds group without LOGLAM0"))?;
-    let index0 = (loglam0 / COEFF1).round() as i64;
+
     let names: Vec<&str> = COADD_FIELDS.iter().map(|(n, _)| *n).collect();
     let mut rows: Vec<usize> = (0..coadds.fiberid.len())
         .filter(|&r| wanted.contains(&coadds.fiberid[r]))
@@ -541,14 +534,7 @@ fn read_strings(file: &Path, g: &hdf5::Group, prefix: &str) -> Result<Vec<String
     };
     let t = hdf5::Datatype::from_descriptor(&d).map_err(h5(file, prefix))?;
     let bytes = store::raw::read_all(&ds, &t, ds.size() * n).map_err(h5(file, prefix))?;
-    Ok(bytes
-        .chunks(n.max(1))
-        .map(|c| {
-            String::from_utf8_lossy(c)
-                .trim_end_matches('\0')
-                .to_string()
-        })
-        .collect())
+    Ok(store::v2::unpack_strings(&bytes, n))
 }
 
 /// The rows of one table that belong to the found fibers.
@@ -864,13 +850,7 @@ fn finish_v2(file: &Path, parts: &[Part], m: &mut PlateMeta, s: &mut Scanned) ->
     let prefix = layout::COADDS;
     m.groups.push(GroupSpec {
         path: prefix.to_string(),
-        attrs: vec![
-            (layout::COEFF1_ATTR.to_string(), AttrValue::Float(COEFF1)),
-            (
-                layout::LOGLAM0_ATTR.to_string(),
-                AttrValue::Float(index0 as f64 * COEFF1),
-            ),
-        ],
+        attrs: store::v2::grid_attrs(index0),
     });
     let mut specs = Vec::with_capacity(8);
     for (name, int) in COADD_FIELDS {
@@ -1016,11 +996,7 @@ fn finish_v2(file: &Path, parts: &[Part], m: &mut PlateMeta, s: &mut Scanned) ->
             bytemuck::cast_slice(&spectrograph).to_vec(),
             n,
         );
-        let w = extname.iter().map(String::len).max().unwrap_or(0).max(1);
-        let mut names = vec![0u8; w * extname.len()];
-        for (i, e) in extname.iter().enumerate() {
-            names[i * w..i * w + e.len()].copy_from_slice(e.as_bytes());
-        }
+        let (w, names) = store::v2::pack_strings(&extname);
         let strings = encoded(&TypeDescriptor::FixedAscii(w), file)?;
         add_array(
             m,

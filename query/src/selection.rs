@@ -337,7 +337,9 @@ fn on_root(o: &Opened, ask: &Ask) -> Result<(Shared, Option<RecordBatch>, Option
     // The columns SDSS-V users name their spectra by; listed when SDSS-V rows are selected.
     list_columns.extend(SDSS5_LIST_COLUMNS);
     if let Some(c) = &id_column {
-        list_columns.push(c);
+        if !list_columns.iter().any(|l| l.eq_ignore_ascii_case(c)) {
+            list_columns.push(c);
+        }
     }
     let columns: Option<&[&str]> = if ask.rows {
         None
@@ -349,12 +351,19 @@ fn on_root(o: &Opened, ask: &Ask) -> Result<(Shared, Option<RecordBatch>, Option
     let rows = engine.select(&filters, exprs, columns)?;
     let keys: Vec<i64> = key_values(&rows).collect();
     if !keys.iter().any(|&k| is_sdss5(k)) {
-        list_columns.retain(|c| !SDSS5_LIST_COLUMNS.contains(c));
+        let id = id_column.as_deref().unwrap_or("");
+        list_columns.retain(|c| !SDSS5_LIST_COLUMNS.contains(c) || c.eq_ignore_ascii_case(id));
     }
     if let (Some(r), Some(c)) = (&mut id_report, &id_column) {
         let found: HashSet<String> = (0..rows.num_rows())
             .filter_map(|i| {
-                let col = rows.column_by_name(c)?;
+                let schema = rows.schema();
+                let (at, _) = schema
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .find(|(_, f)| f.name().eq_ignore_ascii_case(c))?;
+                let col = rows.column(at);
                 arrow::util::display::array_value_to_string(col, i).ok()
             })
             .collect();

@@ -63,11 +63,7 @@ impl Array {
 
     /// A 1-D array of fixed-length strings, as wide as the longest (at least 1).
     pub fn strings(name: &str, values: &[String]) -> Self {
-        let w = values.iter().map(String::len).max().unwrap_or(0).max(1);
-        let mut bytes = vec![0u8; w * values.len()];
-        for (i, v) in values.iter().enumerate() {
-            bytes[i * w..i * w + v.len()].copy_from_slice(v.as_bytes());
-        }
+        let (w, bytes) = crate::v2::pack_strings(values);
         Self {
             name: name.to_string(),
             dtype: TypeDescriptor::FixedAscii(w),
@@ -82,16 +78,7 @@ impl Array {
         let TypeDescriptor::FixedAscii(w) = self.dtype else {
             return None;
         };
-        Some(
-            self.bytes
-                .chunks(w.max(1))
-                .map(|c| {
-                    String::from_utf8_lossy(c)
-                        .trim_end_matches('\0')
-                        .to_string()
-                })
-                .collect(),
-        )
+        Some(crate::v2::unpack_strings(&self.bytes, w))
     }
 
     /// The values as `T` (None when the element type is not `T`'s).

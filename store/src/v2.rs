@@ -83,13 +83,66 @@ pub struct CoaddArrays {
     pub fields: Vec<Vec<u32>>,
 }
 
-/// The padding value of a coadd field at grid index `i`.
-fn coadd_pad(field: usize, i: i64) -> u32 {
-    match COADD_FIELDS[field] {
-        ("WAVE", _) => grid_wave(i).to_bits(),
-        (_, true) => layout::NODATA as u32,
-        _ => 0,
+/// The padding value of a per-pixel field at grid index `i` — the one padding rule of every
+/// layout with rows on a grid (v2, the merged layout, and query outputs converted between
+/// layouts): WAVE the grid's wavelength, integer fields (masks) NODATA, the others 0. `i` matters
+/// only for WAVE.
+pub fn pad_value(name: &str, int: bool, i: i64) -> u32 {
+    if name == "WAVE" {
+        grid_wave(i).to_bits()
+    } else if int {
+        layout::NODATA as u32
+    } else {
+        0
     }
+}
+
+fn coadd_pad(field: usize, i: i64) -> u32 {
+    let (name, int) = COADD_FIELDS[field];
+    pad_value(name, int, i)
+}
+
+/// The attributes of a group of rows on the grid whose column 0 is grid index `index0`.
+pub fn grid_attrs(index0: i64) -> Vec<(String, AttrValue)> {
+    vec![
+        (
+            layout::LOGLAM0_ATTR.to_string(),
+            AttrValue::Float(index0 as f64 * COEFF1),
+        ),
+        (layout::COEFF1_ATTR.to_string(), AttrValue::Float(COEFF1)),
+    ]
+}
+
+/// The grid index of column 0 of a group of rows, from its attributes (the LOGLAM0 of
+/// [`grid_attrs`]).
+pub fn grid_index0(attrs: &[(String, AttrValue)]) -> Option<i64> {
+    attrs.iter().find_map(|(k, v)| match (k.as_str(), v) {
+        (layout::LOGLAM0_ATTR, AttrValue::Float(l)) => Some((l / COEFF1).round() as i64),
+        _ => None,
+    })
+}
+
+/// Fixed-length strings packed as HDF5 stores them (each as wide as the longest, at least 1,
+/// NUL padded): the width and the bytes.
+pub fn pack_strings(values: &[String]) -> (usize, Vec<u8>) {
+    let w = values.iter().map(String::len).max().unwrap_or(0).max(1);
+    let mut bytes = vec![0u8; w * values.len()];
+    for (i, v) in values.iter().enumerate() {
+        bytes[i * w..i * w + v.len()].copy_from_slice(v.as_bytes());
+    }
+    (w, bytes)
+}
+
+/// The inverse of [`pack_strings`].
+pub fn unpack_strings(bytes: &[u8], width: usize) -> Vec<String> {
+    bytes
+        .chunks(width.max(1))
+        .map(|c| {
+            String::from_utf8_lossy(c)
+                .trim_end_matches('\0')
+                .to_string()
+        })
+        .collect()
 }
 
 impl CoaddArrays {
@@ -360,16 +413,7 @@ pub fn write_coadds(plate: &Group, a: &CoaddArrays) -> hdf5::Result<()> {
         None,
         bytemuck::cast_slice(&a.npix),
     )?;
-    crate::attrs::create_attrs(
-        &g,
-        &[
-            (
-                layout::LOGLAM0_ATTR.to_string(),
-                AttrValue::Float(a.index0 as f64 * COEFF1),
-            ),
-            (layout::COEFF1_ATTR.to_string(), AttrValue::Float(COEFF1)),
-        ],
-    )
+    crate::attrs::create_attrs(&g, &grid_attrs(a.index0))
 }
 
 /// Writes the exposure groups of a plate-MJD group.
@@ -428,11 +472,7 @@ pub fn write_exposures(
             None,
             bytemuck::cast_slice(&e.spectrograph),
         )?;
-        let n = e.extname.iter().map(String::len).max().unwrap_or(0).max(1);
-        let mut names = vec![0u8; n * rows];
-        for (i, s) in e.extname.iter().enumerate() {
-            names[i * n..i * n + s.len()].copy_from_slice(s.as_bytes());
-        }
+        let (n, names) = pack_strings(&e.extname);
         write_array(
             &g,
             layout::EXTNAME_ATTR,
@@ -503,20 +543,14 @@ pub fn read_coadds(plate: &Group) -> hdf5::Result<Option<CoaddArrays>> {
     let flux = g.dataset("FLUX")?;
     let shape = flux.shape();
     let width = shape.get(1).copied().unwrap_or(0);
-    let loglam0 = read_attrs(&g)?
-        .into_iter()
-        .find(|(k, _)| k == layout::LOGLAM0_ATTR)
-        .and_then(|(_, v)| match v {
-            AttrValue::Float(f) => Some(f),
-            _ => None,
-        })
+    let index0 = grid_index0(&read_attrs(&g)?)
         .ok_or_else(|| hdf5::Error::from("coadds group without LOGLAM0"))?;
     let fields = COADD_FIELDS
         .iter()
         .map(|(name, int)| read_u32s(&g.dataset(name)?, *int))
         .collect::<hdf5::Result<Vec<_>>>()?;
     Ok(Some(CoaddArrays {
-        index0: (loglam0 / COEFF1).round() as i64,
+        index0,
         width,
         pix0: read_i32s(&g, layout::PIX0)?,
         npix: read_i32s(&g, layout::NPIX)?,
@@ -562,14 +596,7 @@ pub fn read_exposures(plate: &Group) -> hdf5::Result<BTreeMap<(u32, Arm), Exposu
                 &Datatype::from_descriptor(&TypeDescriptor::FixedAscii(n))?,
                 names.size() * n,
             )?;
-            let extname = raw
-                .chunks(n.max(1))
-                .map(|c| {
-                    String::from_utf8_lossy(c)
-                        .trim_end_matches('\0')
-                        .to_string()
-                })
-                .collect();
+            let extname = unpack_strings(&raw, n);
             let width = g.dataset(layout::FIBERID)?.size();
             let width = if width == 0 {
                 0

@@ -171,8 +171,8 @@ fn report(args: &Args, s: &Summary) -> bool {
     }
     if !args.quiet {
         eprintln!(
-            "boss-ingest: {} files read ({} already in the store, {} failed) into {} plate-MJD files ({} unchanged), \
-             {} fibers added, {} conflicts, {:.1} MB read, {:.1} MB written in {:.2} s on {} rank(s)",
+            "boss-ingest: {} files read ({} already in the store, {} failed) into {} store files ({} unchanged), \
+             {} spectra added, {} conflicts, {:.1} MB read, {:.1} MB written in {:.2} s on {} rank(s)",
             s.files_read,
             s.files_skipped,
             s.files_failed,

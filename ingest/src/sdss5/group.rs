@@ -15,7 +15,7 @@ use model::layout::{self, sdss5, PlateTable};
 use model::{FieldMjd, GroupId, SpectrumId};
 use store::merged::{Array, Block, MergedGroup};
 use store::records::{coadd_units, DEFAULT_FLUX_UNIT};
-use store::v2::{grid_wave, COEFF1};
+
 use store::{AttrValue, Table};
 
 use super::decode::{Contribution, Exposure, Pixels};
@@ -445,37 +445,37 @@ impl Content {
     }
 }
 
-/// Two copies of a spectrum are the same when they sit at the same place and every column they
-/// both have is equal; a column only one has must hold nothing but padding (a store block has
-/// the union of its rows' columns).
+/// Two copies of a spectrum are the same when they sit at the same place on the grid and every
+/// measured column they both have is equal; a column only one has must hold nothing but padding (a
+/// store block has the union of its rows' columns). WAVE is not compared: it is computed from the
+/// grid position (spField: COEFF0 + COEFF1 i in float64; spec file: its float32 LOGLAM), and the
+/// same position gives wavelengths that differ in the last bits.
 pub fn same_pixels(a: &Pixels, b: &Pixels) -> bool {
     if a.i0 != b.i0 || a.len != b.len {
         return false;
     }
+    let measured = |name: &str| name != names::WAVE;
     let only_padding = |name: &str, (int, v): &(bool, Vec<u32>)| {
         v.iter()
             .enumerate()
             .all(|(k, &x)| x == pad(name, *int, a.i0 + k as i64))
     };
-    a.columns.iter().all(|(name, x)| match b.columns.get(name) {
-        Some(y) => x == y,
-        None => only_padding(name, x),
-    }) && b
-        .columns
+    a.columns
         .iter()
-        .all(|(name, y)| a.columns.contains_key(name) || only_padding(name, y))
+        .filter(|(name, _)| measured(name))
+        .all(|(name, x)| match b.columns.get(name) {
+            Some(y) => x == y,
+            None => only_padding(name, x),
+        })
+        && b.columns
+            .iter()
+            .filter(|(name, _)| measured(name))
+            .all(|(name, y)| a.columns.contains_key(name) || only_padding(name, y))
 }
 
-/// The padding value of a column at grid index `i`: WAVE the grid's wavelength, integer columns
-/// (masks) NODATA, the others 0 — the rule of the SDSS-I–IV v2 layout.
+/// The padding value of a column at grid index `i` (the v2 layout's one rule).
 fn pad(name: &str, int: bool, i: i64) -> u32 {
-    if name == names::WAVE {
-        grid_wave(i).to_bits()
-    } else if int {
-        layout::NODATA as u32
-    } else {
-        0
-    }
+    store::v2::pad_value(name, int, i)
 }
 
 /// A block of rows on the tightest grid holding them all: TARGET_INDEX, PIX0, NPIX (and CATALOGID
@@ -501,11 +501,7 @@ fn rows_block(
         }
     }
     attrs.retain(|(k, _)| k != layout::LOGLAM0_ATTR && k != layout::COEFF1_ATTR);
-    attrs.push((
-        layout::LOGLAM0_ATTR.to_string(),
-        AttrValue::Float(index0 as f64 * COEFF1),
-    ));
-    attrs.push((layout::COEFF1_ATTR.to_string(), AttrValue::Float(COEFF1)));
+    attrs.extend(store::v2::grid_attrs(index0));
     let mut arrays = Vec::with_capacity(columns.len() + 5);
     let targets: Vec<i32> = rows.iter().map(|r| r.0 as i32).collect();
     arrays.push(Array::of::<i32>(
@@ -579,10 +575,7 @@ fn read_rows_block(b: &Block) -> Result<Vec<RowOf>, String> {
     let npix = ints(NPIX)?;
     let catalogids = b.array(sdss5::CATALOGID).and_then(Array::int_values);
     let extnames = b.array(sdss5::EXTNAME).and_then(Array::string_values);
-    let index0 = match b.attr(layout::LOGLAM0_ATTR) {
-        Some(AttrValue::Float(l)) => (l / COEFF1).round() as i64,
-        _ => return Err(missing(layout::LOGLAM0_ATTR)),
-    };
+    let index0 = store::v2::grid_index0(&b.attrs).ok_or_else(|| missing(layout::LOGLAM0_ATTR))?;
     let n = targets.len();
     let skip = [
         sdss5::TARGET_INDEX,
@@ -633,6 +626,7 @@ fn read_rows_block(b: &Block) -> Result<Vec<RowOf>, String> {
 mod tests {
     use super::*;
     use model::Coadd as Kind;
+    use store::v2::grid_wave;
 
     fn pixels(i0: i64, values: &[f32], model: Option<f32>) -> Pixels {
         let mut columns = BTreeMap::new();
