@@ -18,7 +18,7 @@ use hdf5::Group;
 use model::atomic::AtomicFile;
 use model::layout::{self, Layout, PlateTable};
 use model::{FiberId, PlateMjd};
-use store::attrs::{create_attr, read_attrs, read_str_attr, write_attr, write_attrs};
+use store::attrs::{create_attr, read_attrs, read_str_attr, write_attrs};
 use store::records::{coadd_units, DEFAULT_FLUX_UNIT};
 use store::v2::{self, PlateArrays};
 use store::{AttrValue, CoaddRecord, ExposureColumns, Table};
@@ -744,10 +744,6 @@ impl StoreWriter {
         mut batch: Batch,
         state: StoreState,
     ) -> Result<usize, StoreError> {
-        let h5 = |source| StoreError::Hdf5 {
-            path: path.to_path_buf(),
-            source,
-        };
         let old_arrays = state.arrays.unwrap_or_default();
         let added = batch
             .coadds
@@ -766,50 +762,75 @@ impl StoreWriter {
                 fiber: 0,
                 source: e,
             })?;
-        let old = if state.path.exists() {
-            Some(hdf5::File::open(&state.path).map_err(h5)?)
-        } else {
-            None
-        };
-        let old_group = match &old {
-            Some(f) => f.group(&layout::plate_mjd_group(pm)).ok(),
-            None => None,
-        };
-        let file = self.open_or_create(path).map_err(h5)?;
-        let group = ensure_group(&file, &layout::plate_mjd_group(pm)).map_err(h5)?;
-        if batch.header.is_some() {
-            write_header(&group, &batch).map_err(h5)?;
-        } else if let Some(g) = &old_group {
-            store::attrs::create_attrs(&group, &read_attrs(g).map_err(h5)?).map_err(h5)?;
+        // The header of the batch (it replaces the store's), else the store file's attributes.
+        let attrs = header_attrs(&batch).unwrap_or_else(|| state.header.clone());
+        let mut tables = Vec::new();
+        for t in PlateTable::ALL {
+            let mut table = match (state.tables.get(&t), batch.tables.get(&t)) {
+                (None, None) => continue,
+                (Some(old), _) => old.clone(),
+                (None, Some(new)) => Table::new(new.columns().to_vec()),
+            };
+            if let Some(new) = batch.tables.get(&t) {
+                table
+                    .append(new, t.name())
+                    .map_err(|source| StoreError::Table {
+                        path: path.to_path_buf(),
+                        source,
+                    })?;
+            }
+            table.sort_by_fiber();
+            tables.push((t.name().to_string(), table));
         }
-        v2::write_coadds(&group, &coadds).map_err(h5)?;
+        let group = store::merged::MergedGroup {
+            group: model::GroupId::Plate(pm),
+            row_key: String::new(),
+            attrs,
+            blocks: v2::blocks(&coadds, &exposures),
+            tables,
+        };
         drop(coadds);
-        v2::write_exposures(&group, &exposures).map_err(h5)?;
-        merge_tables(path, &group, old_group.as_ref(), &batch)?;
+        store::merged::write_as(path, &self.writer_name, Layout::V2.format(), &group).map_err(
+            |source| StoreError::Merged {
+                path: path.to_path_buf(),
+                source,
+            },
+        )?;
         Ok(added)
     }
 }
 
-/// The plate-MJD attributes of a batch's header, replacing the old ones whole (an spPlate's after
-/// a spec file's: no card of the old header stays behind), with the coadd units.
-fn write_header(group: &Group, batch: &Batch) -> hdf5::Result<()> {
-    let Some((cards, from_plate)) = &batch.header else {
-        return Ok(());
-    };
-    store::attrs::delete_all(group)?;
-    write_attrs(group, cards)?;
+/// The plate-MJD attributes of a batch's header: its cards, where they came from, and the coadd
+/// units (None without a header).
+fn header_attrs(batch: &Batch) -> Option<Vec<(String, AttrValue)>> {
+    let (cards, from_plate) = batch.header.as_ref()?;
+    let mut attrs = cards.clone();
     let source = if *from_plate {
         HEADER_FROM_PLATE
     } else {
         HEADER_FROM_SPEC
     };
-    write_attr(group, HEADER_SOURCE_ATTR, &AttrValue::Str(source.into()))?;
-    let units: Vec<(String, AttrValue)> =
-        coadd_units(batch.flux_unit.as_deref().unwrap_or(DEFAULT_FLUX_UNIT))
-            .into_iter()
-            .map(|(field, unit)| (layout::coadd_unit_attr(field), AttrValue::Str(unit)))
-            .collect();
-    write_attrs(group, &units)
+    attrs.retain(|(k, _)| k != HEADER_SOURCE_ATTR);
+    attrs.push((
+        HEADER_SOURCE_ATTR.to_string(),
+        AttrValue::Str(source.into()),
+    ));
+    for (field, unit) in coadd_units(batch.flux_unit.as_deref().unwrap_or(DEFAULT_FLUX_UNIT)) {
+        let name = layout::coadd_unit_attr(field);
+        attrs.retain(|(k, _)| *k != name);
+        attrs.push((name, AttrValue::Str(unit)));
+    }
+    Some(attrs)
+}
+
+/// Replaces the plate-MJD attributes of a v1 group whole with the batch's header (an spPlate's
+/// after a spec file's: no card of the old header stays behind).
+fn write_header(group: &Group, batch: &Batch) -> hdf5::Result<()> {
+    let Some(attrs) = header_attrs(batch) else {
+        return Ok(());
+    };
+    store::attrs::delete_all(group)?;
+    write_attrs(group, &attrs)
 }
 
 /// Each table: the old rows (from `old`, or from `group` itself when the file was copied) plus

@@ -232,7 +232,7 @@ pub(crate) fn pad_value(pad: &Pad, f: usize, j: u64) -> u32 {
             store::v2::pad_value(name, int, index0 + j as i64)
         }
         Pad::Exposure { fields } => match fields.fields().nth(f) {
-            Some(x) => store::v2::pad_value(x.name(), x.is_int(), 0),
+            Some(x) => store::v2::exposure_pad_value(x.is_int()),
             None => 0,
         },
     }

@@ -155,13 +155,22 @@ pub fn is_merged(file: &hdf5::File) -> bool {
     read_str_attr(file, layout::FORMAT_ATTR).as_deref() == Some(sdss5::MERGED_FORMAT)
 }
 
-/// Writes `g` as a new file at `path` (a temporary name: the caller renames it into place).
-/// Returns the bytes of data written.
+/// Writes `g` as a new file at `path` (a temporary name: the caller renames it into place) in the
+/// merged layout. Returns the bytes of data written.
 pub fn write(path: &Path, writer: &str, g: &MergedGroup) -> Result<u64> {
+    write_as(path, writer, sdss5::MERGED_FORMAT, g)
+}
+
+/// Writes `g` as a new file whose root says it is in layout `format` (the merged layout, or the
+/// SDSS-I–IV v2 layout, whose groups are blocks too): every object created once, contiguous and
+/// allocated at creation, then the data written as bytes at their offsets. A group without a row
+/// key (v2) gets no ROW_KEY attribute.
+pub fn write_as(path: &Path, writer: &str, format: &str, g: &MergedGroup) -> Result<u64> {
     let file = hdf5::File::with_options()
         .with_fapl(|p| p.meta_block_size(1 << 20).libver_v110())
         .create(path)?;
     let mut writes: Vec<(u64, &[u8])> = Vec::new();
+    let format = format.to_string();
     hdf5::sync::sync(|| -> Result<()> {
         let mut c = Creator::new()?;
         let root = file.id();
@@ -170,7 +179,7 @@ pub fn write(path: &Path, writer: &str, g: &MergedGroup) -> Result<u64> {
             &[
                 (
                     layout::FORMAT_ATTR.to_string(),
-                    AttrValue::Str(sdss5::MERGED_FORMAT.into()),
+                    AttrValue::Str(format.clone()),
                 ),
                 (
                     layout::WRITER_ATTR.to_string(),
@@ -186,10 +195,12 @@ pub fn write(path: &Path, writer: &str, g: &MergedGroup) -> Result<u64> {
         let top = parent.ok_or_else(|| MergedError::Layout("a group without a path".into()))?;
         let mut attrs = g.attrs.clone();
         attrs.retain(|(k, _)| k != sdss5::ROW_KEY_ATTR);
-        attrs.push((
-            sdss5::ROW_KEY_ATTR.to_string(),
-            AttrValue::Str(g.row_key.clone()),
-        ));
+        if !g.row_key.is_empty() {
+            attrs.push((
+                sdss5::ROW_KEY_ATTR.to_string(),
+                AttrValue::Str(g.row_key.clone()),
+            ));
+        }
         c.attrs(top.id(), &attrs)?;
         let mut groups: Vec<(String, crate::fast::Hid)> = Vec::new();
         for b in &g.blocks {

@@ -12,6 +12,7 @@ use hdf5::{Datatype, Group, H5Type};
 use model::layout::{self, Arm};
 
 use crate::attrs::{read_attrs, AttrValue};
+use crate::merged::{Array, Block};
 use crate::records::{wave_from_loglam, COADD_FIELDS};
 use crate::{CoaddRecord, ExposureColumns, ExposureField, FieldSet};
 
@@ -91,6 +92,16 @@ pub fn pad_value(name: &str, int: bool, i: i64) -> u32 {
     if name == "WAVE" {
         grid_wave(i).to_bits()
     } else if int {
+        layout::NODATA as u32
+    } else {
+        0
+    }
+}
+
+/// The value an exposure row holds past its pixels: the mask's NODATA for integer fields,
+/// 0 for every other (exposures have no grid, so WAVE is padded with 0 too).
+pub fn exposure_pad_value(int: bool) -> u32 {
+    if int {
         layout::NODATA as u32
     } else {
         0
@@ -302,7 +313,7 @@ impl ExposureArrays {
         let width = rows.iter().map(|r| r.3.len()).max().unwrap_or(0);
         let pad: Vec<u32> = fields
             .fields()
-            .map(|f| if f.is_int() { layout::NODATA as u32 } else { 0 })
+            .map(|f| exposure_pad_value(f.is_int()))
             .collect();
         let mut columns: Vec<Vec<u32>> = pad.iter().map(|&p| vec![p; rows.len() * width]).collect();
         for (row, r) in rows.iter().enumerate() {
@@ -342,30 +353,6 @@ pub struct PlateArrays {
     pub exposures: BTreeMap<(u32, Arm), ExposureArrays>,
 }
 
-fn cast(v: &[u32]) -> &[u8] {
-    bytemuck::cast_slice(v)
-}
-
-/// Writes one 2-D (or 1-D, `width` None) array of 4-byte values with the given element type.
-fn write_array(
-    group: &Group,
-    name: &str,
-    elem: &TypeDescriptor,
-    rows: usize,
-    width: Option<usize>,
-    data: &[u8],
-) -> hdf5::Result<()> {
-    let b = group
-        .new_dataset_builder()
-        .fill_time(crate::tuning::FILL_TIME)
-        .empty_as(elem);
-    let ds = match width {
-        Some(w) => b.shape([rows, w]).create(name)?,
-        None => b.shape([rows]).create(name)?,
-    };
-    crate::raw::write_all(&ds, &Datatype::from_descriptor(elem)?, data)
-}
-
 fn elem_of(int: bool) -> TypeDescriptor {
     if int {
         i32::type_descriptor()
@@ -374,115 +361,103 @@ fn elem_of(int: bool) -> TypeDescriptor {
     }
 }
 
-/// Writes the coadds group of a plate-MJD group; `attrs` go on the coadds group.
-pub fn write_coadds(plate: &Group, a: &CoaddArrays) -> hdf5::Result<()> {
-    let g = plate.create_group(layout::COADDS)?;
-    let rows = a.rows();
-    for (f, (name, int)) in COADD_FIELDS.iter().enumerate() {
-        write_array(
-            &g,
-            name,
-            &elem_of(*int),
-            rows,
-            Some(a.width),
-            cast(&a.fields[f]),
-        )?;
+/// A v2 array of 4-byte values: rows × width, or 1-D.
+fn array4(name: &str, int: bool, rows: usize, width: Option<usize>, values: &[u32]) -> Array {
+    let shape = match width {
+        Some(w) => vec![rows as u64, w as u64],
+        None => vec![rows as u64],
+    };
+    Array {
+        name: name.to_string(),
+        dtype: elem_of(int),
+        shape,
+        bytes: bytemuck::cast_slice(values).to_vec(),
+        attrs: Vec::new(),
     }
-    let i32s = elem_of(true);
-    write_array(
-        &g,
-        layout::FIBERID,
-        &i32s,
-        rows,
-        None,
-        bytemuck::cast_slice(&a.fiberid),
-    )?;
-    write_array(
-        &g,
-        layout::PIX0,
-        &i32s,
-        rows,
-        None,
-        bytemuck::cast_slice(&a.pix0),
-    )?;
-    write_array(
-        &g,
-        layout::NPIX,
-        &i32s,
-        rows,
-        None,
-        bytemuck::cast_slice(&a.npix),
-    )?;
-    crate::attrs::create_attrs(&g, &grid_attrs(a.index0))
 }
 
-/// Writes the exposure groups of a plate-MJD group.
-pub fn write_exposures(
-    plate: &Group,
+/// The groups and arrays of a v2 plate-MJD group under it (`coadds`, `exposures/<EXPID>/<b|r>`),
+/// for [`crate::merged::write_as`]: the one way store files and query outputs are created.
+pub fn blocks(
+    coadds: &CoaddArrays,
     exposures: &BTreeMap<(u32, Arm), ExposureArrays>,
-) -> hdf5::Result<()> {
-    if exposures.is_empty() {
-        return Ok(());
+) -> Vec<Block> {
+    let rows = coadds.rows();
+    let mut arrays: Vec<Array> = COADD_FIELDS
+        .iter()
+        .enumerate()
+        .map(|(f, (name, int))| array4(name, *int, rows, Some(coadds.width), &coadds.fields[f]))
+        .collect();
+    for (name, values) in [
+        (layout::FIBERID, &coadds.fiberid),
+        (layout::PIX0, &coadds.pix0),
+        (layout::NPIX, &coadds.npix),
+    ] {
+        arrays.push(array4(name, true, rows, None, bytemuck::cast_slice(values)));
     }
-    let top = plate.create_group(layout::EXPOSURES)?;
-    let mut by_expid: Option<(u32, Group)> = None;
+    let mut out = vec![Block {
+        path: layout::COADDS.to_string(),
+        attrs: grid_attrs(coadds.index0),
+        arrays,
+    }];
+    if exposures.is_empty() {
+        return out;
+    }
+    out.push(Block {
+        path: layout::EXPOSURES.to_string(),
+        ..Block::default()
+    });
+    let mut last = None;
     for ((expid, arm), e) in exposures {
-        if by_expid.as_ref().is_none_or(|(x, _)| x != expid) {
-            by_expid = Some((*expid, top.create_group(&expid.to_string())?));
+        if last != Some(*expid) {
+            out.push(Block {
+                path: format!("{}/{expid}", layout::EXPOSURES),
+                ..Block::default()
+            });
+            last = Some(*expid);
         }
-        let g = by_expid
-            .as_ref()
-            .expect("set above")
-            .1
-            .create_group(arm.name())?;
         let rows = e.rows();
-        for (f, c) in e.fields.fields().zip(&e.columns) {
-            write_array(
-                &g,
-                f.name(),
-                &elem_of(f.is_int()),
-                rows,
-                Some(e.width),
-                cast(c),
-            )?;
-        }
-        let i32s = elem_of(true);
-        write_array(
-            &g,
+        let mut arrays: Vec<Array> = e
+            .fields
+            .fields()
+            .zip(&e.columns)
+            .map(|(f, c)| array4(f.name(), f.is_int(), rows, Some(e.width), c))
+            .collect();
+        arrays.push(array4(
             layout::FIBERID,
-            &i32s,
+            true,
             rows,
             None,
             bytemuck::cast_slice(&e.fiberid),
-        )?;
-        write_array(&g, layout::PIX0, &i32s, rows, None, &vec![0u8; 4 * rows])?;
-        write_array(
-            &g,
+        ));
+        arrays.push(array4(layout::PIX0, true, rows, None, &vec![0; rows]));
+        arrays.push(array4(
             layout::NPIX,
-            &i32s,
+            true,
             rows,
             None,
             bytemuck::cast_slice(&e.npix),
-        )?;
-        write_array(
-            &g,
+        ));
+        arrays.push(Array::of::<i64>(
             layout::SPECTROGRAPH_ATTR,
-            &i64::type_descriptor(),
-            rows,
-            None,
-            bytemuck::cast_slice(&e.spectrograph),
-        )?;
+            vec![rows as u64],
+            &e.spectrograph,
+        ));
         let (n, names) = pack_strings(&e.extname);
-        write_array(
-            &g,
-            layout::EXTNAME_ATTR,
-            &TypeDescriptor::FixedAscii(n),
-            rows,
-            None,
-            &names,
-        )?;
+        arrays.push(Array {
+            name: layout::EXTNAME_ATTR.to_string(),
+            dtype: TypeDescriptor::FixedAscii(n),
+            shape: vec![rows as u64],
+            bytes: names,
+            attrs: Vec::new(),
+        });
+        out.push(Block {
+            path: layout::exposure_rows_group(*expid, *arm),
+            attrs: Vec::new(),
+            arrays,
+        });
     }
-    Ok(())
+    out
 }
 
 fn read_u32s(ds: &hdf5::Dataset, int: bool) -> hdf5::Result<Vec<u32>> {
@@ -691,14 +666,21 @@ mod tests {
         assert_eq!(e.row(0), short);
         let mut exposures = BTreeMap::new();
         exposures.insert((1u32, Arm::Blue), e);
-        {
-            let f = hdf5::File::create(&path).unwrap();
-            let g = f.create_group("p").unwrap();
-            write_coadds(&g, &coadds).unwrap();
-            write_exposures(&g, &exposures).unwrap();
-        }
+        let pm = model::PlateMjd {
+            plate: 3655,
+            mjd: 55240,
+        };
+        let group = crate::merged::MergedGroup {
+            group: model::GroupId::Plate(pm),
+            row_key: String::new(),
+            attrs: Vec::new(),
+            blocks: blocks(&coadds, &exposures),
+            tables: Vec::new(),
+        };
+        crate::merged::write_as(&path, "test", layout::Layout::V2.format(), &group).unwrap();
         let f = hdf5::File::open(&path).unwrap();
-        let g = f.group("p").unwrap();
+        assert_eq!(crate::reader::layout_of(&f), Some(layout::Layout::V2));
+        let g = f.group("3655/55240").unwrap();
         assert_eq!(read_coadds(&g).unwrap().unwrap(), coadds);
         assert_eq!(read_exposures(&g).unwrap(), exposures);
     }
