@@ -1,10 +1,12 @@
 //! Generator of realistic synthetic SDSS/BOSS inputs — spPlate, spZbest, spZline and, optionally,
 //! per-fiber spec files in the variants real files come in — written into `<OUT>/<PLATE>/`,
 //! deterministically for a seed. Used by `boss-synth`, the benchmarks and the Rust tests.
+//! [`sdss5`] writes SDSS-V (DR19) files that follow the SDSS data model.
 
 mod astrometry;
 mod fits;
 pub mod plate;
+pub mod sdss5;
 mod seeds;
 pub mod spall;
 mod spec_file;
@@ -27,6 +29,10 @@ pub struct Output {
 
 /// Checks a configuration, then writes every plate (in parallel).
 pub fn generate(cfg: &Config) -> Result<Output> {
+    ensure!(
+        !cfg.flavor.is_sdss5(),
+        "the SDSS-V flavors are written by synth::sdss5::generate"
+    );
     ensure!(cfg.plates >= 1, "--plates must be at least 1");
     ensure!(
         (1..=9999).contains(&cfg.fibers),

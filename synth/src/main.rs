@@ -1,21 +1,24 @@
 //! `boss-synth`: writes realistic synthetic SDSS/BOSS inputs (spPlate, spZbest, spZline and,
-//! optionally, per-fiber spec files) into `<OUT>/<PLATE>/`, deterministically for a seed.
+//! optionally, per-fiber spec files) into `<OUT>/<PLATE>/`, deterministically for a seed; with
+//! `--flavor sdss5|sdss5-lite`, SDSS-V DR19 files (spField, spZbest, spZline, spec, spAll) in the
+//! tree SDSS distributes.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{ensure, Result};
 use clap::Parser;
+use synth::sdss5::CoaddKind;
 use synth::{Config, Flavor};
 
 /// Generates synthetic BOSS plate files (spPlate, spZbest, spZline, spec files).
 #[derive(Debug, Parser)]
 #[command(name = "boss-synth", version, about)]
 struct Args {
-    /// Number of plate-MJDs to write.
+    /// Number of plate-MJDs to write (SDSS-V: field-MJDs; MJDs of the all-epoch coadd).
     #[arg(long)]
     plates: usize,
-    /// Fibers per plate (1000 for BOSS, 640 for SDSS-I/II).
+    /// Fibers per plate (1000 for BOSS, 640 for SDSS-I/II; SDSS-V: targets per field-MJD).
     #[arg(long, default_value_t = 1000)]
     fibers: usize,
     /// Output root; files go into <OUT>/<PLATE>/.
@@ -30,7 +33,8 @@ struct Args {
     /// Pixels of the coadd grid (NAXIS1 of spPlate).
     #[arg(long, default_value_t = 4600)]
     npix: usize,
-    /// Plate number of the first plate; the others follow consecutively.
+    /// Plate number of the first plate; the others follow consecutively (SDSS-V: the first FIELD,
+    /// at most 999999).
     #[arg(long, default_value_t = 5000)]
     first_plate: i32,
     /// Spec files of fibers 1..=K get per-exposure HDUs (default: fibers divisible by 10).
@@ -38,13 +42,19 @@ struct Args {
     exposures: Option<usize>,
     /// Variant of the spec files: BOSS full files, eBOSS lite files (no EXTNAME, upper-case
     /// columns, no exposures) or SDSS-I/II files (SPECOBJ, 7-column exposures in decreasing
-    /// wavelength).
+    /// wavelength); sdss5 / sdss5-lite: SDSS-V DR19 (v6_1_3) files following the SDSS data model,
+    /// with full or lite spec files.
     #[arg(long, value_enum, default_value = "boss")]
     flavor: Flavor,
     /// Also write <OUT>/spAll-synth.fits with this many rows shaped like DR17's spAll (105 of its
-    /// columns): the fibers of the plates first, then rows of plate-MJDs no store holds.
+    /// columns): the fibers of the plates first, then rows of plate-MJDs no store holds. SDSS-V:
+    /// <OUT>/spAll-v6_1_3.fits and <OUT>/spAll-lite-v6_1_3.fits.
     #[arg(long, value_name = "N")]
     spall_rows: Option<usize>,
+    /// SDSS-V coadd to write (sdss5 flavors only; default daily): daily, epoch (under `epoch`
+    /// directories) or allepoch (the APO all-epoch coadd, `allepoch_apo` in place of the field).
+    #[arg(long, value_enum, value_name = "KIND")]
+    coadd: Option<CoaddKind>,
 }
 
 fn main() {
@@ -55,6 +65,13 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
+    if args.flavor.is_sdss5() {
+        return run_sdss5(args);
+    }
+    ensure!(
+        args.coadd.is_none(),
+        "--coadd is only for --flavor sdss5 and sdss5-lite"
+    );
     let cfg = Config {
         out: args.out,
         plates: args.plates,
@@ -85,6 +102,35 @@ fn run(args: Args) -> Result<()> {
         "boss-synth: {} plates x {} fibers x {} pixels: {} files, {} bytes in {:.2} s -> {}",
         cfg.plates,
         cfg.fibers,
+        cfg.npix,
+        total.files,
+        total.bytes,
+        start.elapsed().as_secs_f64(),
+        cfg.out.display()
+    );
+    Ok(())
+}
+
+fn run_sdss5(args: Args) -> Result<()> {
+    let cfg = synth::sdss5::Config {
+        out: args.out,
+        groups: args.plates,
+        targets: args.fibers,
+        npix: args.npix,
+        first_field: args.first_plate,
+        seed: args.seed,
+        spec_files: args.spec_files,
+        exposures: args.exposures,
+        lite: args.flavor == Flavor::Sdss5Lite,
+        coadd: args.coadd.unwrap_or_default(),
+    };
+    let start = Instant::now();
+    let total = synth::sdss5::generate(&cfg, args.spall_rows)?;
+    println!(
+        "boss-synth: {} SDSS-V {:?} field-MJDs x {} targets x {} pixels: {} files, {} bytes in {:.2} s -> {}",
+        cfg.groups,
+        cfg.coadd,
+        cfg.targets,
         cfg.npix,
         total.files,
         total.bytes,

@@ -55,6 +55,18 @@ pub enum Flavor {
     /// SDSS-I/II files of the current reprocessing (RUN2D 26): HDU2 `SPECOBJ`, and exposure HDUs with
     /// 7 columns (no `x`) running in decreasing wavelength.
     Legacy,
+    /// SDSS-V (DR19, v6_1_3) full spec files and spField/spZbest/spZline, written by
+    /// [`crate::sdss5`] (not by [`crate::generate`]).
+    Sdss5,
+    /// SDSS-V lite spec files (no exposure HDUs), written by [`crate::sdss5`].
+    Sdss5Lite,
+}
+
+impl Flavor {
+    /// Whether the flavor is one of SDSS-V's (written by [`crate::sdss5::generate`]).
+    pub fn is_sdss5(self) -> bool {
+        matches!(self, Self::Sdss5 | Self::Sdss5Lite)
+    }
 }
 
 impl Config {
