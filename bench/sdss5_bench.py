@@ -82,7 +82,7 @@ def sdss5_phase(scale, out, results, h):
     spec_list = out / "sdss4-spec-files"
     spec_list.mkdir()
     for f in specs4.rglob("spec-*.fits"):
-        (spec_list / f.name).symlink_to(f)
+        (spec_list / f.name).symlink_to(f.resolve())
     measured("spec_ingest_sdss4", [spec_list], out / "store-spec4")
     for d in (specs5, specs4, spec_list, out / "store-spec5", out / "store-spec4"):
         shutil.rmtree(d, ignore_errors=True)

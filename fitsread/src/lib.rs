@@ -5,6 +5,7 @@
 //! of it is read or allocated, bytes after the last complete HDU (a truncated header) are an error,
 //! and data is read in bounded blocks.
 
+use std::collections::HashSet;
 use std::ffi::{CStr, CString};
 use std::io::Read;
 use std::os::raw::{c_char, c_int, c_long, c_void};
@@ -127,6 +128,10 @@ pub struct Fits {
     fptr: *mut sys::fitsfile,
     num_hdus: usize,
     current: usize,
+    /// Upper-cased names of the current header's keywords, read once when the HDU is selected, so
+    /// that a lookup of an absent keyword (TZEROn, TSCALn, TUNITn of most columns) is answered
+    /// without cfitsio scanning the whole header — SDSS-V headers hold thousands of cards.
+    present: HashSet<String>,
     /// Logical (uncompressed) size of the file in bytes.
     size: u64,
     _memory: Option<Box<MemFile>>,
@@ -267,6 +272,7 @@ impl Fits {
             fptr,
             num_hdus: 0,
             current: 0,
+            present: HashSet::new(),
             size,
             _memory: memory,
         };
@@ -331,6 +337,7 @@ impl Fits {
         unsafe { sys::ffmahd(self.raw(), index as c_int + 1, &mut kind, &mut status) };
         check(status, || format!("cannot move to HDU {index}"))?;
         self.current = index;
+        self.present = self.keyword_names()?;
         let announced = self.announced_data_bytes()?;
         let (start, _) = self.data_extent()?;
         let available = self.size.saturating_sub(start);
@@ -346,6 +353,38 @@ impl Fits {
         } else {
             HduKind::Table
         })
+    }
+
+    /// The upper-cased keyword names of the current header (the first 8 bytes of each card).
+    fn keyword_names(&mut self) -> Result<HashSet<String>> {
+        let (mut nexist, mut nmore, mut status): (c_int, c_int, c_int) = (0, 0, 0);
+        // SAFETY: valid handle.
+        unsafe { sys::ffghsp(self.raw(), &mut nexist, &mut nmore, &mut status) };
+        check(status, || {
+            format!("HDU {}: cannot read its header", self.current)
+        })?;
+        let mut names = HashSet::with_capacity(nexist.max(0) as usize);
+        let mut card = [0 as c_char; 81];
+        for n in 1..=nexist {
+            // SAFETY: card holds FLEN_CARD characters.
+            unsafe { sys::ffgrec(self.raw(), n, card.as_mut_ptr(), &mut status) };
+            check(status, || format!("HDU {}: header card {n}", self.current))?;
+            // SAFETY: NUL-terminated by cfitsio.
+            let text = unsafe { CStr::from_ptr(card.as_ptr()) }.to_bytes();
+            let name = String::from_utf8_lossy(&text[..text.len().min(8)]);
+            names.insert(name.trim_end().to_ascii_uppercase());
+        }
+        Ok(names)
+    }
+
+    /// True when `key` is certainly not in the current header. Names cfitsio matches in other
+    /// ways (longer than 8 characters, HIERARCH, blanks) are left to cfitsio.
+    fn surely_absent(&self, key: &str) -> bool {
+        let k = key.trim();
+        k.len() <= 8
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !self.present.contains(&k.to_ascii_uppercase())
     }
 
     /// Bytes of data the current header announces (without the padding to 2880 bytes):
@@ -423,6 +462,9 @@ impl Fits {
 
     /// A string keyword of the current HDU, None when absent.
     pub fn key_str(&mut self, key: &str) -> Result<Option<String>> {
+        if self.surely_absent(key) {
+            return Ok(None);
+        }
         let mut value = [0 as c_char; 71];
         let mut status = 0;
         let ckey = cstring(key);
@@ -477,6 +519,9 @@ impl Fits {
     }
 
     fn key_typed<T>(&mut self, key: &str, datatype: c_int, mut value: T) -> Result<Option<T>> {
+        if self.surely_absent(key) {
+            return Ok(None);
+        }
         let mut status = 0;
         let ckey = cstring(key);
         // SAFETY: value has the size cfitsio writes for this datatype.
