@@ -17,12 +17,13 @@ SCALES = {
 }
 
 
-def sdss5_phase(scale, out, results, h):
+def sdss5_phase(scale, out, results, h, repeat=None):
     """Runs the SDSS-V benchmarks; `h` holds bench/run's helpers (run, check, mpirun, stats, raw_read,
     raw_write, fmt, BIN)."""
     cfg = SCALES.get(scale)
     if cfg is None:
         return
+    cfg = dict(cfg, repeat=repeat or cfg["repeat"])
     R = cfg["repeat"]
     BIN = h["BIN"]
     r5 = {"config": cfg}

@@ -294,8 +294,19 @@ def test_one_store_holds_both_generations(ingest_bin, query_bin, synth_small, tr
                check=True, timeout=300)
     listed = pd.read_csv(__import__("io").StringIO(proc.stdout))
     assert set(listed["key"]) == want and want
-    assert {"survey", "field_id", "catalogid"} <= set(listed.columns) or \
-        set(cat[cat["key"].isin(want)]["survey"]) == {"sdss4"}
+    if "sdss5" in set(cat[cat["key"].isin(want)]["survey"]):
+        assert {"survey", "field_id", "catalogid"} <= set(listed.columns)
+    # --cone and --match find rows of both generations.
+    pick = pd.concat([cat[cat["survey"] == g].head(1) for g in ("sdss4", "sdss5")])
+    for _, row in pick.iterrows():
+        proc = run([query_bin, "--store", store, "--cone", f"{row['ra']},{row['dec']},0.0001", "--list"],
+                   check=True, timeout=300)
+        assert row["key"] in set(pd.read_csv(__import__("io").StringIO(proc.stdout))["key"])
+    targets = tmp_path / "targets.csv"
+    pick[["ra", "dec"]].to_csv(targets, index=False)
+    proc = run([query_bin, "--store", store, "--match", targets, "--radius", "1arcsec", "--list"],
+               check=True, timeout=300)
+    assert set(pd.read_csv(__import__("io").StringIO(proc.stdout))["key"]) == set(pick["key"])
     # --ids with CATALOGID.
     s5 = cat[cat["survey"] == "sdss5"].head(3)
     ids = tmp_path / "ids.csv"
@@ -303,6 +314,12 @@ def test_one_store_holds_both_generations(ingest_bin, query_bin, synth_small, tr
     proc = run([query_bin, "--store", store, "--ids", ids, "--list"], check=True, timeout=300)
     listed = pd.read_csv(__import__("io").StringIO(proc.stdout))
     assert set(listed["key"]) == set(s5["key"])
+    # --ids with SDSS_ID.
+    sid = next(c for c in cat.columns if c.lower() == "sdss_id")
+    ids.write_text("SDSS_ID\n" + "".join(f"{c}\n" for c in s5[sid]))
+    proc = run([query_bin, "--store", store, "--ids", ids, "--list"], check=True, timeout=300)
+    listed = pd.read_csv(__import__("io").StringIO(proc.stdout))
+    assert set(listed["key"]) >= set(s5["key"])
     # Both generations in one HDF5 subset.
     mixed = tmp_path / "mixed.csv"
     out = tmp_path / "mixed.h5"
