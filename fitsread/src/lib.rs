@@ -5,7 +5,7 @@
 //! of it is read or allocated, bytes after the last complete HDU (a truncated header) are an error,
 //! and data is read in bounded blocks.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::io::Read;
 use std::os::raw::{c_char, c_int, c_long, c_void};
@@ -15,6 +15,9 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::os::unix::ffi::OsStrExt;
 
 use fitsio_sys as sys;
+
+mod header;
+use header::{HeaderIndex, Lookup, Number};
 
 pub mod prescan;
 use store::{AttrValue, Column, ScalarKind, Table};
@@ -84,6 +87,14 @@ pub enum FitsError {
 
 pub type Result<T> = std::result::Result<T, FitsError>;
 
+/// A keyword looked up in the header index.
+enum Found {
+    Number(Number),
+    Absent,
+    /// Not decided by the index: cfitsio is asked.
+    Ask,
+}
+
 // cfitsio data type codes (fitsio.h).
 const TBIT: c_int = 1;
 const TBYTE: c_int = 11;
@@ -128,10 +139,8 @@ pub struct Fits {
     fptr: *mut sys::fitsfile,
     num_hdus: usize,
     current: usize,
-    /// Upper-cased names of the current header's keywords, read once when the HDU is selected, so
-    /// that a lookup of an absent keyword (TZEROn, TSCALn, TUNITn of most columns) is answered
-    /// without cfitsio scanning the whole header — SDSS-V headers hold thousands of cards.
-    present: HashSet<String>,
+    /// The keywords and values of each header, read once, when its HDU is first selected.
+    headers: HashMap<usize, HeaderIndex>,
     /// Logical (uncompressed) size of the file in bytes.
     size: u64,
     _memory: Option<Box<MemFile>>,
@@ -272,7 +281,7 @@ impl Fits {
             fptr,
             num_hdus: 0,
             current: 0,
-            present: HashSet::new(),
+            headers: HashMap::new(),
             size,
             _memory: memory,
         };
@@ -337,7 +346,10 @@ impl Fits {
         unsafe { sys::ffmahd(self.raw(), index as c_int + 1, &mut kind, &mut status) };
         check(status, || format!("cannot move to HDU {index}"))?;
         self.current = index;
-        self.present = self.keyword_names()?;
+        if !self.headers.contains_key(&index) {
+            let header = self.read_header_index()?;
+            self.headers.insert(index, header);
+        }
         let announced = self.announced_data_bytes()?;
         let (start, _) = self.data_extent()?;
         let available = self.size.saturating_sub(start);
@@ -355,15 +367,22 @@ impl Fits {
         })
     }
 
-    /// The upper-cased keyword names of the current header (the first 8 bytes of each card).
-    fn keyword_names(&mut self) -> Result<HashSet<String>> {
+    /// What the current header's index knows of `key`.
+    fn lookup(&self, key: &str) -> Lookup<'_> {
+        self.headers
+            .get(&self.current)
+            .map_or(Lookup::Ask, |h| h.lookup(key))
+    }
+
+    /// The keywords of the current header: every card once, its value split by cfitsio.
+    fn read_header_index(&mut self) -> Result<HeaderIndex> {
         let (mut nexist, mut nmore, mut status): (c_int, c_int, c_int) = (0, 0, 0);
         // SAFETY: valid handle.
         unsafe { sys::ffghsp(self.raw(), &mut nexist, &mut nmore, &mut status) };
         check(status, || {
             format!("HDU {}: cannot read its header", self.current)
         })?;
-        let mut names = HashSet::with_capacity(nexist.max(0) as usize);
+        let mut index = HeaderIndex::default();
         let mut card = [0 as c_char; 81];
         for n in 1..=nexist {
             // SAFETY: card holds FLEN_CARD characters.
@@ -371,20 +390,28 @@ impl Fits {
             check(status, || format!("HDU {}: header card {n}", self.current))?;
             // SAFETY: NUL-terminated by cfitsio.
             let text = unsafe { CStr::from_ptr(card.as_ptr()) }.to_bytes();
-            let name = String::from_utf8_lossy(&text[..text.len().min(8)]);
-            names.insert(name.trim_end().to_ascii_uppercase());
+            index.add(text, || {
+                let mut value = [0 as c_char; 71];
+                let mut comment = [0 as c_char; 73];
+                let mut st = 0;
+                // SAFETY: a NUL-terminated card; buffers of FLEN_VALUE and FLEN_COMMENT.
+                unsafe {
+                    sys::ffpsvc(
+                        card.as_mut_ptr(),
+                        value.as_mut_ptr(),
+                        comment.as_mut_ptr(),
+                        &mut st,
+                    )
+                };
+                // SAFETY: NUL-terminated by cfitsio.
+                (st == 0).then(|| {
+                    unsafe { CStr::from_ptr(value.as_ptr()) }
+                        .to_string_lossy()
+                        .into_owned()
+                })
+            });
         }
-        Ok(names)
-    }
-
-    /// True when `key` is certainly not in the current header. Names cfitsio matches in other
-    /// ways (longer than 8 characters, HIERARCH, blanks) are left to cfitsio.
-    fn surely_absent(&self, key: &str) -> bool {
-        let k = key.trim();
-        k.len() <= 8
-            && k.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            && !self.present.contains(&k.to_ascii_uppercase())
+        Ok(index)
     }
 
     /// Bytes of data the current header announces (without the padding to 2880 bytes):
@@ -462,8 +489,10 @@ impl Fits {
 
     /// A string keyword of the current HDU, None when absent.
     pub fn key_str(&mut self, key: &str) -> Result<Option<String>> {
-        if self.surely_absent(key) {
-            return Ok(None);
+        match self.lookup(key) {
+            Lookup::Value(v) => return Ok(Some(header::string_value(v).unwrap_or_default())),
+            Lookup::Absent => return Ok(None),
+            Lookup::Ask => {}
         }
         let mut value = [0 as c_char; 71];
         let mut status = 0;
@@ -493,35 +522,68 @@ impl Fits {
 
     /// A numeric keyword of the current HDU as f64, None when absent.
     pub fn key_f64(&mut self, key: &str) -> Result<Option<f64>> {
-        self.key_typed(key, TDOUBLE, 0f64)
+        match self.key_number(key)? {
+            Found::Number(n) => Ok(Some(n.as_f64())),
+            Found::Absent => Ok(None),
+            Found::Ask => self.key_typed(key, TDOUBLE, 0f64),
+        }
     }
 
     /// An integer keyword of the current HDU, None when absent. A value with a fraction (`PLATEID =
     /// 7000.5`, which cfitsio would truncate) is an error, not a different integer.
     pub fn key_i64(&mut self, key: &str) -> Result<Option<i64>> {
-        let Some(v) = self.key_typed(key, TLONGLONG, 0i64)? else {
-            return Ok(None);
+        let not_integer = |f: &mut Self, v: f64| FitsError::BadKey {
+            hdu: f.hdu_label(),
+            key: key.into(),
+            value: v.to_string(),
+            why: "not an integer",
         };
-        const EXACT: i64 = 1 << 53;
-        if (-EXACT..=EXACT).contains(&v) {
-            if let Some(f) = self.key_typed(key, TDOUBLE, 0f64)? {
-                if f != v as f64 {
-                    return Err(FitsError::BadKey {
-                        hdu: self.hdu_label(),
-                        key: key.into(),
-                        value: f.to_string(),
-                        why: "not an integer",
-                    });
+        match self.key_number(key)? {
+            Found::Number(Number::Int(i)) => Ok(Some(i)),
+            Found::Number(Number::Real(r)) => {
+                if r.fract() == 0.0 && r.abs() < 9.2e18 {
+                    Ok(Some(r as i64))
+                } else {
+                    Err(not_integer(self, r))
                 }
             }
+            Found::Absent => Ok(None),
+            Found::Ask => {
+                let Some(v) = self.key_typed(key, TLONGLONG, 0i64)? else {
+                    return Ok(None);
+                };
+                const EXACT: i64 = 1 << 53;
+                if (-EXACT..=EXACT).contains(&v) {
+                    if let Some(f) = self.key_typed(key, TDOUBLE, 0f64)? {
+                        if f != v as f64 {
+                            return Err(not_integer(self, f));
+                        }
+                    }
+                }
+                Ok(Some(v))
+            }
         }
-        Ok(Some(v))
+    }
+
+    /// A keyword's value as a number, from the header index.
+    fn key_number(&mut self, key: &str) -> Result<Found> {
+        let v = match self.lookup(key) {
+            Lookup::Value(v) => v.to_string(),
+            Lookup::Absent => return Ok(Found::Absent),
+            Lookup::Ask => return Ok(Found::Ask),
+        };
+        match header::number_value(&v) {
+            Some(n) => Ok(Found::Number(n)),
+            None => Err(FitsError::BadKey {
+                hdu: self.hdu_label(),
+                key: key.into(),
+                value: v.escape_debug().to_string(),
+                why: "not a number",
+            }),
+        }
     }
 
     fn key_typed<T>(&mut self, key: &str, datatype: c_int, mut value: T) -> Result<Option<T>> {
-        if self.surely_absent(key) {
-            return Ok(None);
-        }
         let mut status = 0;
         let ckey = cstring(key);
         // SAFETY: value has the size cfitsio writes for this datatype.

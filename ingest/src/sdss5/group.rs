@@ -58,6 +58,9 @@ pub struct Content {
     pub tables: BTreeMap<PlateTable, Table>,
     /// The file each target's table rows came from (for conflict messages).
     pub table_origin: HashMap<(PlateTable, i64), PathBuf>,
+    /// Per table, its rows by TARGET_INDEX and the row count that index covers (rebuilt when the
+    /// table has another count): a run adds a thousand spec files' rows one file at a time.
+    key_index: HashMap<PlateTable, (usize, HashMap<i64, Vec<usize>>)>,
 }
 
 /// What merging a run into the store changed.
@@ -70,6 +73,20 @@ pub struct Changes {
 
 fn spectrum(group: FieldMjd, target: i64) -> String {
     SpectrumId::new(group, target).to_string()
+}
+
+/// The row numbers of each TARGET_INDEX of a table.
+fn rows_by_key(t: &Table) -> (usize, HashMap<i64, Vec<usize>>) {
+    let mut index: HashMap<i64, Vec<usize>> = HashMap::new();
+    for (r, k) in t
+        .key_values(sdss5::TARGET_INDEX)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        index.entry(k).or_default().push(r);
+    }
+    (t.num_rows(), index)
 }
 
 /// The rows of two tables of one schema that differ, per key.
@@ -182,22 +199,49 @@ impl Content {
                 self.tables.insert(name, table);
             }
             Some(t) => {
-                for k in differing_keys(t, &table) {
-                    let kept = self.table_origin.get(&(name, k));
-                    conflicts.push(Conflict {
-                        fiber: spectrum(group, k),
-                        kept: kept.map_or(String::new(), |p| p.display().to_string()),
-                        dropped: file.display().to_string(),
-                        rule: ConflictRule::FirstInput,
-                        table: Some(name.name().to_string()),
-                    });
+                let entry = self.key_index.entry(name).or_default();
+                if entry.0 != t.num_rows() {
+                    *entry = rows_by_key(t);
                 }
-                let have: BTreeSet<i64> =
-                    t.key_values(key).unwrap_or_default().into_iter().collect();
-                let rows = table.filter_rows(|r| !have.contains(&keys[r]));
-                if rows.num_rows() > 0 {
+                let (indexed, index) = entry;
+                let same_schema = t.same_schema(&table);
+                let mut new_rows: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+                for (r, &k) in keys.iter().enumerate() {
+                    new_rows.entry(k).or_default().push(r);
+                }
+                for (k, rows) in &new_rows {
+                    let Some(kept_rows) = index.get(k) else {
+                        continue;
+                    };
+                    let differ = kept_rows.len() != rows.len()
+                        || kept_rows
+                            .iter()
+                            .zip(rows)
+                            .any(|(&a, &b)| t.row(a) != table.row(b));
+                    if same_schema && differ {
+                        let kept = self.table_origin.get(&(name, *k));
+                        conflicts.push(Conflict {
+                            fiber: spectrum(group, *k),
+                            kept: kept.map_or(String::new(), |p| p.display().to_string()),
+                            dropped: file.display().to_string(),
+                            rule: ConflictRule::FirstInput,
+                            table: Some(name.name().to_string()),
+                        });
+                    }
+                }
+                let fresh: Vec<usize> = (0..keys.len())
+                    .filter(|&r| !index.contains_key(&keys[r]))
+                    .collect();
+                if !fresh.is_empty() {
+                    let base = t.num_rows();
+                    let mut take = fresh.iter().copied().peekable();
+                    let rows = table.filter_rows(|r| take.next_if_eq(&r).is_some());
                     t.append(&rows, name.name())?;
+                    for (i, r) in fresh.into_iter().enumerate() {
+                        index.entry(keys[r]).or_default().push(base + i);
+                    }
                 }
+                *indexed = t.num_rows();
             }
         }
         Ok(())

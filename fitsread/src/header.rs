@@ -1,0 +1,163 @@
+//! The keywords of one header, read once when its HDU is selected: lookups by name are answered
+//! from a map instead of a cfitsio scan of the header per keyword (SDSS-V headers hold thousands
+//! of cards, and a header is consulted many times per HDU). Values are converted as cfitsio's
+//! `ffgkys`/`ffgky` convert them: strings unquoted with `''` as a quote and trailing blanks
+//! dropped, numbers with a `D` exponent, logicals as 1/0, quoted numbers as numbers.
+
+use std::collections::{HashMap, HashSet};
+
+/// What the index knows of a keyword.
+#[derive(Debug, PartialEq)]
+pub enum Lookup<'a> {
+    /// Present with this value text (as cfitsio splits it from the card: quotes kept, comment dropped).
+    Value(&'a str),
+    /// Certainly not in the header.
+    Absent,
+    /// A name the index does not decide (HIERARCH, longer than 8 characters, or a card without a
+    /// value indicator such as COMMENT): ask cfitsio.
+    Ask,
+}
+
+/// The keyword names and values of one header, first occurrence of each.
+#[derive(Debug, Default)]
+pub struct HeaderIndex {
+    values: HashMap<String, String>,
+    names: HashSet<String>,
+}
+
+impl HeaderIndex {
+    /// Adds one card: its upper-cased name (the first 8 bytes) and, for a card with a value
+    /// indicator, the value text `split` gives (cfitsio's `ffpsvc`).
+    pub fn add(&mut self, card: &[u8], split: impl FnOnce() -> Option<String>) {
+        let name = String::from_utf8_lossy(&card[..card.len().min(8)])
+            .trim_end()
+            .to_ascii_uppercase();
+        let valued = card.len() >= 10 && &card[8..10] == b"= ";
+        if valued && !self.values.contains_key(&name) && name != "HIERARCH" {
+            if let Some(v) = split() {
+                self.values.insert(name.clone(), v);
+            }
+        }
+        self.names.insert(name);
+    }
+
+    pub fn lookup(&self, key: &str) -> Lookup<'_> {
+        let k = key.trim();
+        let standard = k.len() <= 8
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !standard {
+            return Lookup::Ask;
+        }
+        let k = k.to_ascii_uppercase();
+        match self.values.get(&k) {
+            Some(v) => Lookup::Value(v),
+            None if self.names.contains(&k) => Lookup::Ask,
+            None => Lookup::Absent,
+        }
+    }
+}
+
+/// The text of a value: a quoted string unquoted (`''` is one quote, trailing blanks dropped), any
+/// other value as it is. `None` for an undefined (empty) value.
+pub fn string_value(v: &str) -> Option<String> {
+    let v = v.trim_start();
+    if v.is_empty() {
+        return None;
+    }
+    let Some(body) = v.strip_prefix('\'') else {
+        return Some(v.trim_end().to_string());
+    };
+    let mut out = String::with_capacity(body.len());
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            if chars.peek() == Some(&'\'') {
+                chars.next();
+                out.push('\'');
+                continue;
+            }
+            break;
+        }
+        out.push(c);
+    }
+    Some(out.trim_end().to_string())
+}
+
+/// A value as a number: integers and reals (`E` or `D` exponent), logicals T/F as 1/0, a quoted
+/// number as that number. `None` when it is not a number.
+pub fn number_value(v: &str) -> Option<Number> {
+    let s = string_value(v)?;
+    let s = s.trim();
+    match s {
+        "T" => return Some(Number::Int(1)),
+        "F" => return Some(Number::Int(0)),
+        _ => {}
+    }
+    if let Ok(i) = s.parse::<i64>() {
+        return Some(Number::Int(i));
+    }
+    let real = s.replace(['D', 'd'], "E");
+    if !real.bytes().any(|b| b.is_ascii_digit()) {
+        return None; // "NaN", "inf" and the like are not numbers to cfitsio
+    }
+    real.parse::<f64>().ok().map(Number::Real)
+}
+
+/// A numeric value, integer or real as written.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Number {
+    Int(i64),
+    Real(f64),
+}
+
+impl Number {
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Number::Int(i) => i as f64,
+            Number::Real(f) => f,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_unquote_as_cfitsio_does() {
+        assert_eq!(string_value("'SPALL   '").as_deref(), Some("SPALL"));
+        assert_eq!(string_value("'it''s'").as_deref(), Some("it's"));
+        assert_eq!(string_value("'  lead'").as_deref(), Some("  lead"));
+        assert_eq!(string_value("''").as_deref(), Some(""));
+        assert_eq!(string_value("  42").as_deref(), Some("42"));
+        assert_eq!(string_value(""), None);
+    }
+
+    #[test]
+    fn numbers_as_written() {
+        assert_eq!(number_value("7000"), Some(Number::Int(7000)));
+        assert_eq!(number_value("7000.5"), Some(Number::Real(7000.5)));
+        assert_eq!(number_value("1.5D3"), Some(Number::Real(1500.0)));
+        assert_eq!(number_value("-2.0E-1"), Some(Number::Real(-0.2)));
+        assert_eq!(number_value("T"), Some(Number::Int(1)));
+        assert_eq!(number_value("'12'"), Some(Number::Int(12)));
+        assert_eq!(number_value("'abc'"), None);
+        assert_eq!(number_value("NaN"), None);
+    }
+
+    #[test]
+    fn lookups_tell_absent_from_undecided() {
+        let mut h = HeaderIndex::default();
+        let card = |s: &str| format!("{s:<80}").into_bytes();
+        h.add(&card("NAXIS   =                    2"), || Some("2".into()));
+        h.add(&card("NAXIS   =                    3"), || Some("3".into()));
+        h.add(&card("COMMENT a comment"), || None);
+        h.add(&card("HIERARCH ESO X = 1"), || Some("1".into()));
+        assert_eq!(h.lookup("naxis"), Lookup::Value("2"));
+        assert_eq!(h.lookup("TZERO1"), Lookup::Absent);
+        assert_eq!(h.lookup("COMMENT"), Lookup::Ask);
+        assert_eq!(h.lookup("ESO X"), Lookup::Ask);
+        assert_eq!(h.lookup("LONGKEYWORD"), Lookup::Ask);
+    }
+}
