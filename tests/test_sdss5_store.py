@@ -281,8 +281,8 @@ def test_specutils_sdss5_reader_agrees_with_the_store(full_store, tree):
 
 def test_one_store_holds_both_generations(ingest_bin, query_bin, synth_small, tree, tmp_path):
     store = tmp_path / "store"
-    run([ingest_bin, "--quiet", synth_small, store], check=True, timeout=600)
-    run([ingest_bin, "--quiet", tree, store], check=True, timeout=600)
+    # Both generations in one run.
+    run([ingest_bin, "--quiet", synth_small, tree, store], check=True, timeout=600)
     # Nullable integers stay integers (sdss4 rows have no CATALOGID).
     cat = pq.read_table(store / "catalog.parquet").to_pandas(integer_object_nulls=True)
     assert set(cat["survey"]) == {"sdss4", "sdss5"}

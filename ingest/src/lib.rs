@@ -1,5 +1,7 @@
-//! FITS → HDF5: reading spPlate, spec, spZbest, spZline and spAll files and writing them into the
-//! store, one HDF5 file per plate-MJD. The binary `boss-ingest` drives it (in parallel, under MPI).
+//! FITS → HDF5: reading survey files and writing them into the store, one HDF5 file per store
+//! group (an SDSS-I–IV plate-MJD, an SDSS-V field-MJD). Each survey sits behind one interface
+//! ([`survey::Survey`]: [`sdss4`], [`sdss5`]). The binary `boss-ingest` drives it (in parallel,
+//! under MPI).
 
 pub mod catalog_sync;
 pub mod decode;
@@ -8,5 +10,7 @@ pub mod lock;
 pub mod names;
 pub mod plan;
 pub mod run;
+pub mod sdss4;
 pub mod sdss5;
+pub mod survey;
 pub mod writer;

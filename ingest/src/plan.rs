@@ -1,8 +1,7 @@
 //! Planning an ingest (rank 0 alone, then broadcast): finding the input files, sorting them into
 //! units — one per store group (an SDSS-I–IV plate-MJD, an SDSS-V field-MJD) — and indexing spAll
 //! files; every rank then takes its share of the units by size. Each file is given to the survey
-//! that recognises it: SDSS-V by its name or, for any other name, by its content
-//! ([`crate::sdss5::identify`]); SDSS-I–IV by its pipeline name, else by its header.
+//! that recognises it ([`crate::survey::identify_file`]): by its pipeline name, else by its content.
 //!
 //! Discovery follows symbolic links but visits each directory and each file once (a link loop is
 //! walked once), takes only regular files, and keeps file names that are not UTF-8.
@@ -15,8 +14,9 @@ use model::{FieldMjd, GroupId};
 use rayon::prelude::*;
 
 pub use crate::decode::InputKind;
-use crate::decode::{identify, plate_siblings, InputError, Other, Problem, SpAllIndex};
+use crate::decode::{InputError, Problem, SpAllIndex};
 use crate::sdss5;
+use crate::survey::{identify_file, survey_of};
 
 /// Serde of a path as its raw bytes (file names need not be UTF-8).
 pub mod path_bytes {
@@ -173,49 +173,6 @@ fn is_fits_name(p: &Path) -> bool {
     name.ends_with(".fits") || name.ends_with(".fit")
 }
 
-/// What a file is, by the survey that recognises it.
-fn identify_file(path: &Path) -> Option<Result<(InputFile, GroupId), InputError>> {
-    let name = file_name(path);
-    let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let sdss5_file = || {
-        sdss5::identify::identify(path).map(|id| {
-            (
-                InputFile {
-                    path: path.to_path_buf(),
-                    kind: InputKind::Sdss5(id.kind),
-                    row: id.target_index,
-                    bytes,
-                },
-                GroupId::Field(id.group),
-            )
-        })
-    };
-    if sdss5::identify::claims_name(&name) {
-        return Some(sdss5_file());
-    }
-    let kind = match InputKind::from_file_name(&name) {
-        Some(InputKind::SpAll) => return None,
-        Some(kind) => kind,
-        // Not a pipeline name: an SDSS-V file is told by its header; anything else is refused.
-        None if crate::decode::survey_of(path) == Some(Other::Sdss5) => return Some(sdss5_file()),
-        None => return Some(Err(InputError::new(path, Problem::NotBossName))),
-    };
-    match identify(path, kind) {
-        Ok((pm, fiber)) => Some(Ok((
-            InputFile {
-                path: path.to_path_buf(),
-                kind,
-                row: fiber.map(i64::from),
-                bytes,
-            },
-            GroupId::Plate(pm),
-        ))),
-        // A name like SDSS-I–IV's that is not a pipeline name, on an SDSS-V file.
-        Err(e) if matches!(e.problem, Problem::Sdss5UnderSdss4Name) => Some(sdss5_file()),
-        Err(e) => Some(Err(e)),
-    }
-}
-
 /// Sorts files into units. spAll files are indexed (the key columns only) and add a unit for
 /// every group already in the store that they cover.
 pub fn plan(files: Vec<PathBuf>, store_dir: &Path) -> Plan {
@@ -232,15 +189,10 @@ pub fn plan(files: Vec<PathBuf>, store_dir: &Path) -> Plan {
     }
     // Companions next to an spPlate or spField are read with it.
     for (group, unit_files) in by_group.iter_mut() {
+        let survey = survey_of(group);
         let siblings: HashSet<PathBuf> = unit_files
             .iter()
-            .flat_map(|f| match (f.kind, group) {
-                (InputKind::Plate, GroupId::Plate(pm)) => plate_siblings(&f.path, *pm),
-                (InputKind::Sdss5(sdss5::Kind::Field), GroupId::Field(g)) => {
-                    sdss5::decode::field_siblings(&f.path, *g)
-                }
-                _ => Vec::new(),
-            })
+            .flat_map(|f| survey.companions(f, group))
             .collect();
         unit_files.retain(|f| !siblings.contains(&f.path));
     }

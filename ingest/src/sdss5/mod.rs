@@ -11,7 +11,7 @@ pub mod names;
 pub mod spall;
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use model::atomic::AtomicFile;
 use model::layout::PlateTable;
@@ -21,8 +21,10 @@ use rayon::prelude::*;
 pub use identify::Kind;
 
 use crate::decode::{InputError, Problem};
-use crate::plan::{Failure, InputFile, InputKind};
-use crate::writer::{Conflict, StoreError, WriteOutcome};
+use crate::plan::{Failure, InputFile, InputKind, Unit};
+use crate::run::Catalogs;
+use crate::survey::{Decoded, Pending, Recognised, Survey};
+use crate::writer::{StoreError, StoreWriter, WriteOutcome};
 use fitsread::cfitsio_guard;
 use group::{Changes, Content};
 use spall::SpAllIndex;
@@ -34,15 +36,58 @@ pub struct Prepared {
     pub changes: Changes,
 }
 
-/// What decoding one field-MJD gave.
-#[derive(Default)]
-pub struct Decoded {
-    pub prepared: Option<Prepared>,
-    pub failures: Vec<Failure>,
-    pub conflicts: Vec<Conflict>,
-    pub files_read: u64,
-    pub files_skipped: u64,
-    pub bytes_read: u64,
+/// The SDSS-V survey.
+pub struct Sdss5;
+
+impl Survey for Sdss5 {
+    fn claims_name(&self, name: &str) -> bool {
+        identify::claims_name(name)
+    }
+
+    fn claims_content(&self, path: &Path) -> bool {
+        crate::decode::survey_of(path) == Some(crate::decode::Other::Sdss5)
+    }
+
+    fn identify(&self, path: &Path, _name: &str, bytes: u64) -> Recognised {
+        Recognised::Mine(identify::identify(path).map(|id| {
+            (
+                InputFile {
+                    path: path.to_path_buf(),
+                    kind: InputKind::Sdss5(id.kind),
+                    row: id.target_index,
+                    bytes,
+                },
+                GroupId::Field(id.group),
+            )
+        }))
+    }
+
+    fn owns(&self, group: &GroupId) -> bool {
+        matches!(group, GroupId::Field(_))
+    }
+
+    fn companions(&self, f: &InputFile, group: &GroupId) -> Vec<PathBuf> {
+        match (f.kind, group) {
+            (InputKind::Sdss5(Kind::Field), GroupId::Field(g)) => {
+                decode::field_siblings(&f.path, *g)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn decode(&self, unit: &Unit, writer: &StoreWriter, catalogs: &Catalogs) -> Decoded {
+        let GroupId::Field(g) = unit.group else {
+            return Decoded::default();
+        };
+        let store_path = writer.dir().join(unit.group.store_file_name());
+        decode_unit(g, &unit.files, &store_path, catalogs.spall5)
+    }
+}
+
+impl Pending for Prepared {
+    fn write(self: Box<Self>, writer: &StoreWriter) -> Result<WriteOutcome, StoreError> {
+        write(*self, writer.dir(), writer.writer_name())
+    }
 }
 
 fn decode_file(f: &InputFile, group: FieldMjd) -> Result<decode::Contribution, InputError> {
@@ -112,11 +157,11 @@ pub fn decode_unit(
     add_spall_rows(group, &stored, &mut batch, spall, &mut d);
     match stored.merge(group, store_path, batch, &mut d.conflicts) {
         Ok(changes) => {
-            d.prepared = Some(Prepared {
+            d.work = Some(Box::new(Prepared {
                 group,
                 content: stored,
                 changes,
-            })
+            }))
         }
         Err(e) => d.failures.push(Failure {
             file: store_path.display().to_string(),
