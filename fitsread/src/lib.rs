@@ -567,20 +567,20 @@ impl Fits {
 
     /// A keyword's value as a number, from the header index.
     fn key_number(&mut self, key: &str) -> Result<Found> {
-        let v = match self.lookup(key) {
-            Lookup::Value(v) => v.to_string(),
+        let not_a_number = match self.lookup(key) {
+            Lookup::Value(v) => match header::number_value(v) {
+                Some(n) => return Ok(Found::Number(n)),
+                None => v.escape_debug().to_string(),
+            },
             Lookup::Absent => return Ok(Found::Absent),
             Lookup::Ask => return Ok(Found::Ask),
         };
-        match header::number_value(&v) {
-            Some(n) => Ok(Found::Number(n)),
-            None => Err(FitsError::BadKey {
-                hdu: self.hdu_label(),
-                key: key.into(),
-                value: v.escape_debug().to_string(),
-                why: "not a number",
-            }),
-        }
+        Err(FitsError::BadKey {
+            hdu: self.hdu_label(),
+            key: key.into(),
+            value: not_a_number,
+            why: "not a number",
+        })
     }
 
     fn key_typed<T>(&mut self, key: &str, datatype: c_int, mut value: T) -> Result<Option<T>> {

@@ -161,7 +161,8 @@ impl Walk {
     }
 }
 
-fn file_name(p: &Path) -> String {
+/// The file name of a path, lossily as text (empty for none).
+pub(crate) fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use model::GroupId;
 
 use crate::decode::{InputError, InputKind, Problem};
-use crate::plan::{Failure, InputFile, Unit};
+use crate::plan::{file_name, Failure, InputFile, Unit};
 use crate::run::Catalogs;
 use crate::writer::{Conflict, StoreError, StoreWriter, WriteOutcome};
 
@@ -70,10 +70,7 @@ pub fn survey_of(group: &GroupId) -> &'static dyn Survey {
 /// What a file is, by the survey that recognises it: first by name, then by content. `None` for
 /// catalog files (spAll), which the plan indexes on its own.
 pub fn identify_file(path: &Path) -> Option<Result<(InputFile, GroupId), InputError>> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = file_name(path);
     if InputKind::from_file_name(&name) == Some(InputKind::SpAll) {
         return None;
     }

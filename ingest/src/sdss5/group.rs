@@ -89,22 +89,62 @@ fn rows_by_key(t: &Table) -> (usize, HashMap<i64, Vec<usize>>) {
     (t.num_rows(), index)
 }
 
-/// The rows of two tables of one schema that differ, per key.
-fn differing_keys(kept: &Table, new: &Table) -> Vec<i64> {
-    if !kept.same_schema(new) {
-        return Vec::new();
+/// What adding a table's rows to the kept table of the same name did.
+struct RowsMerged {
+    /// Keys whose rows differ from the kept ones (tables of one schema only), sorted.
+    differing: Vec<i64>,
+    /// Whether rows of new keys were appended.
+    appended: bool,
+}
+
+/// Appends to `kept` the rows of `new` whose TARGET_INDEX it lacks (the first source of a target's
+/// rows wins) and reports the targets whose rows differ. `index` is `kept`'s rows by key, kept
+/// current as rows are appended.
+fn merge_rows(
+    kept: &mut Table,
+    index: &mut HashMap<i64, Vec<usize>>,
+    new: &Table,
+    name: PlateTable,
+) -> Result<RowsMerged, store::TableError> {
+    let keys = new.key_values(sdss5::TARGET_INDEX).unwrap_or_default();
+    let same_schema = kept.same_schema(new);
+    let mut new_rows: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for (r, &k) in keys.iter().enumerate() {
+        new_rows.entry(k).or_default().push(r);
     }
-    let key = sdss5::TARGET_INDEX;
-    let (Some(k), Some(n)) = (kept.key_rows(key), new.key_rows(key)) else {
-        return Vec::new();
-    };
-    let mut out: Vec<i64> = n
+    let differing = new_rows
         .iter()
-        .filter(|(t, rows)| k.get(t).is_some_and(|kr| kr != *rows))
-        .map(|(t, _)| *t)
+        .filter(|(k, rows)| {
+            same_schema
+                && index.get(k).is_some_and(|kr| {
+                    kr.len() != rows.len()
+                        || kr
+                            .iter()
+                            .zip(*rows)
+                            .any(|(&a, &b)| kept.row(a) != new.row(b))
+                })
+        })
+        .map(|(k, _)| *k)
         .collect();
-    out.sort_unstable();
-    out
+    let fresh: Vec<usize> = (0..keys.len())
+        .filter(|&r| !index.contains_key(&keys[r]))
+        .collect();
+    let appended = !fresh.is_empty();
+    if appended {
+        let base = kept.num_rows();
+        let mut take = fresh.iter().copied().peekable();
+        kept.append(
+            &new.filter_rows(|r| take.next_if_eq(&r).is_some()),
+            name.name(),
+        )?;
+        for (i, r) in fresh.into_iter().enumerate() {
+            index.entry(keys[r]).or_default().push(base + i);
+        }
+    }
+    Ok(RowsMerged {
+        differing,
+        appended,
+    })
 }
 
 impl Content {
@@ -204,42 +244,15 @@ impl Content {
                     *entry = rows_by_key(t);
                 }
                 let (indexed, index) = entry;
-                let same_schema = t.same_schema(&table);
-                let mut new_rows: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
-                for (r, &k) in keys.iter().enumerate() {
-                    new_rows.entry(k).or_default().push(r);
-                }
-                for (k, rows) in &new_rows {
-                    let Some(kept_rows) = index.get(k) else {
-                        continue;
-                    };
-                    let differ = kept_rows.len() != rows.len()
-                        || kept_rows
-                            .iter()
-                            .zip(rows)
-                            .any(|(&a, &b)| t.row(a) != table.row(b));
-                    if same_schema && differ {
-                        let kept = self.table_origin.get(&(name, *k));
-                        conflicts.push(Conflict {
-                            fiber: spectrum(group, *k),
-                            kept: kept.map_or(String::new(), |p| p.display().to_string()),
-                            dropped: file.display().to_string(),
-                            rule: ConflictRule::FirstInput,
-                            table: Some(name.name().to_string()),
-                        });
-                    }
-                }
-                let fresh: Vec<usize> = (0..keys.len())
-                    .filter(|&r| !index.contains_key(&keys[r]))
-                    .collect();
-                if !fresh.is_empty() {
-                    let base = t.num_rows();
-                    let mut take = fresh.iter().copied().peekable();
-                    let rows = table.filter_rows(|r| take.next_if_eq(&r).is_some());
-                    t.append(&rows, name.name())?;
-                    for (i, r) in fresh.into_iter().enumerate() {
-                        index.entry(keys[r]).or_default().push(base + i);
-                    }
+                for k in merge_rows(t, index, &table, name)?.differing {
+                    let kept = self.table_origin.get(&(name, k));
+                    conflicts.push(Conflict {
+                        fiber: spectrum(group, k),
+                        kept: kept.map_or(String::new(), |p| p.display().to_string()),
+                        dropped: file.display().to_string(),
+                        rule: ConflictRule::FirstInput,
+                        table: Some(name.name().to_string()),
+                    });
                 }
                 *indexed = t.num_rows();
             }
@@ -318,14 +331,14 @@ impl Content {
             }
         }
         for (name, table) in batch.tables {
-            let key = sdss5::TARGET_INDEX;
             match self.tables.get_mut(&name) {
                 None => {
                     self.tables.insert(name, table);
                     ch.changed = true;
                 }
                 Some(t) => {
-                    for k in differing_keys(t, &table) {
+                    let merged = merge_rows(t, &mut rows_by_key(t).1, &table, name)?;
+                    for k in merged.differing {
                         let dropped = batch.table_origin.get(&(name, k));
                         conflicts.push(Conflict {
                             fiber: spectrum(group, k),
@@ -335,14 +348,7 @@ impl Content {
                             table: Some(name.name().to_string()),
                         });
                     }
-                    let have: BTreeSet<i64> =
-                        t.key_values(key).unwrap_or_default().into_iter().collect();
-                    let keys = table.key_values(key).unwrap_or_default();
-                    let rows = table.filter_rows(|r| !have.contains(&keys[r]));
-                    if rows.num_rows() > 0 {
-                        t.append(&rows, name.name())?;
-                        ch.changed = true;
-                    }
+                    ch.changed |= merged.appended;
                 }
             }
         }
