@@ -59,6 +59,7 @@ fn row_key(group: GroupId) -> &'static str {
     match group {
         GroupId::Plate(_) => "FIBERID",
         GroupId::Field(_) => sdss5::TARGET_INDEX,
+        GroupId::Desi(_) => model::desi::TARGET_ROW,
     }
 }
 
@@ -130,14 +131,14 @@ pub fn file_batch(path: &Path, group: GroupId) -> Result<RecordBatch, CatalogErr
             .iter()
             .map(Entry::from)
             .collect(),
-        GroupId::Field(_) => store::merged::inventory(&file, group)
+        GroupId::Field(_) | GroupId::Desi(_) => store::merged::inventory(&file, group)
             .map_err(h5)?
             .into_iter()
             .map(|e| Entry {
                 row: e.row,
                 npix: e.npix,
                 nexp: e.nexp,
-                catalogid: Some(e.catalogid),
+                catalogid: matches!(group, GroupId::Field(_)).then_some(e.catalogid),
             })
             .collect(),
     };
@@ -253,15 +254,17 @@ fn fiber_column(name: &str, group: GroupId, entries: &[Entry], file_name: &str) 
         Arc::new(Int32Array::from_iter(entries.iter().map(f))) as ArrayRef
     };
     let (plate, field, mjd) = match group {
-        GroupId::Plate(pm) => (Some(pm.plate), None, pm.mjd),
-        GroupId::Field(f) => (None, Some(f.field), f.mjd),
+        GroupId::Plate(pm) => (Some(pm.plate), None, Some(pm.mjd)),
+        GroupId::Field(f) => (None, Some(f.field), Some(f.mjd)),
+        // A DESI coadd has no one MJD (its FIBERMAP has MIN_MJD, MAX_MJD, MEAN_MJD).
+        GroupId::Desi(_) => (None, None, None),
     };
     match name {
         columns::KEY => Arc::new(Int64Array::from_iter_values(
             entries.iter().map(|e| SpectrumId::new(group, e.row).key()),
         )),
         columns::PLATE => opt_i32s(&|_| plate),
-        columns::MJD => i32s(&|_| mjd),
+        columns::MJD => opt_i32s(&|_| mjd),
         columns::FIBER => opt_i32s(&|e| plate.map(|_| e.row as i32)),
         columns::NPIX => i32s(&|e| e.npix as i32),
         columns::NEXP => i32s(&|e| e.nexp as i32),

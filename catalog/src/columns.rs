@@ -60,8 +60,16 @@ pub const SURVEY: &str = "survey";
 pub const FIELDID: &str = "field_id";
 pub const CATALOGID: &str = "catalogid";
 
-/// The tables whose columns the catalog carries, in the order of precedence for names.
-pub const TABLES: [PlateTable; 3] = [PlateTable::Spall, PlateTable::Zbest, PlateTable::Plugmap];
+/// The tables whose columns the catalog carries, in the order of precedence for names: SDSS's,
+/// then DESI's.
+pub const TABLES: [PlateTable; 6] = [
+    PlateTable::Spall,
+    PlateTable::Zbest,
+    PlateTable::Plugmap,
+    PlateTable::Fibermap,
+    PlateTable::Redshifts,
+    PlateTable::Scores,
+];
 
 /// Where a derived column's value comes from.
 #[derive(Debug, Clone, Copy)]
@@ -107,7 +115,7 @@ impl DerivedType {
     }
 }
 
-use PlateTable::{Plugmap as P, Spall as S, Zbest as Zb};
+use PlateTable::{Fibermap as Fm, Plugmap as P, Redshifts as Rs, Spall as S, Zbest as Zb};
 
 /// The derived columns, in the order of the catalog (the SDSS-I–IV ones first, as before SDSS-V
 /// entered the store; those of later surveys after them).
@@ -115,10 +123,14 @@ pub const DERIVED: [Derived; 20] = [
     fiber(
         KEY,
         DerivedType::Int64,
-        "one integer per spectrum: plate*10^9 + mjd*10^4 + fiber for SDSS-I–IV, 3*10^18 + coadd*10^17 + field*10^10 + mjd*10^5 + target_index for SDSS-V",
+        "one integer per spectrum: plate*10^9 + mjd*10^4 + fiber for SDSS-I–IV, 3*10^18 + coadd*10^17 + field*10^10 + mjd*10^5 + target_index for SDSS-V, 4*10^18 + coadd file code*10^5 + target_row for DESI",
     ),
     optional(PLATE, DerivedType::Int32, "plate number (SDSS-I–IV)"),
-    fiber(MJD, DerivedType::Int32, "MJD of the plate-MJD or field-MJD"),
+    optional(
+        MJD,
+        DerivedType::Int32,
+        "MJD of the plate-MJD or field-MJD (null for DESI coadds, which span nights: see MIN_MJD, MAX_MJD)",
+    ),
     optional(FIBER, DerivedType::Int32, "fiber number (FIBERID; SDSS-I–IV)"),
     fiber(FILE, DerivedType::Utf8, "the store file holding the fiber"),
     fiber(NPIX, DerivedType::Int32, "pixels of the coadd"),
@@ -130,45 +142,50 @@ pub const DERIVED: [Derived; 20] = [
     table(
         RA,
         DerivedType::Float64,
-        &[(S, "PLUG_RA"), (S, "RA"), (Zb, "PLUG_RA"), (P, "RA")],
-        "right ascension of the fiber, degrees (spall PLUG_RA, else RA, zbest PLUG_RA, plugmap RA)",
+        &[(S, "PLUG_RA"), (S, "RA"), (Zb, "PLUG_RA"), (P, "RA"), (Fm, "TARGET_RA")],
+        "right ascension of the fiber, degrees (spall PLUG_RA, else RA, zbest PLUG_RA, plugmap RA; DESI fibermap TARGET_RA)",
     ),
     table(
         DEC,
         DerivedType::Float64,
-        &[(S, "PLUG_DEC"), (S, "DEC"), (Zb, "PLUG_DEC"), (P, "DEC")],
+        &[(S, "PLUG_DEC"), (S, "DEC"), (Zb, "PLUG_DEC"), (P, "DEC"), (Fm, "TARGET_DEC")],
         "declination of the fiber, degrees (as ra)",
     ),
     table(
         CLASS,
         DerivedType::Utf8,
-        &[(S, "CLASS"), (Zb, "CLASS")],
-        "spectral class (spall, else zbest)",
+        &[(S, "CLASS"), (Zb, "CLASS"), (Rs, "SPECTYPE")],
+        "spectral class: GALAXY, QSO, STAR (spall, else zbest; DESI redshifts SPECTYPE)",
     ),
     table(
         SUBCLASS,
         DerivedType::Utf8,
-        &[(S, "SUBCLASS"), (Zb, "SUBCLASS")],
-        "spectral subclass",
+        &[(S, "SUBCLASS"), (Zb, "SUBCLASS"), (Rs, "SUBTYPE")],
+        "spectral subclass (DESI SUBTYPE)",
     ),
-    table(Z, DerivedType::Float32, &[(S, "Z"), (Zb, "Z")], "redshift"),
+    table(
+        Z,
+        DerivedType::Float32,
+        &[(S, "Z"), (Zb, "Z"), (Rs, "Z")],
+        "redshift (DESI: redshifts Z, float64 there)",
+    ),
     table(
         Z_ERR,
         DerivedType::Float32,
-        &[(S, "Z_ERR"), (Zb, "Z_ERR")],
-        "redshift error",
+        &[(S, "Z_ERR"), (Zb, "Z_ERR"), (Rs, "ZERR")],
+        "redshift error (DESI ZERR)",
     ),
     table(
         ZWARNING,
         DerivedType::Int32,
-        &[(S, "ZWARNING"), (Zb, "ZWARNING")],
-        "redshift warning bits (0: good)",
+        &[(S, "ZWARNING"), (Zb, "ZWARNING"), (Rs, "ZWARN")],
+        "redshift warning bits (0: good; DESI ZWARN)",
     ),
     table(
         OBJTYPE,
         DerivedType::Utf8,
-        &[(S, "OBJTYPE"), (Zb, "OBJTYPE"), (P, "OBJTYPE")],
-        "target type",
+        &[(S, "OBJTYPE"), (Zb, "OBJTYPE"), (P, "OBJTYPE"), (Fm, "OBJTYPE")],
+        "target type (DESI fibermap OBJTYPE: TGT, SKY, …)",
     ),
     table(
         SPECPRIMARY,
@@ -185,7 +202,7 @@ pub const DERIVED: [Derived; 20] = [
     fiber(
         SURVEY,
         DerivedType::Utf8,
-        "the survey generation: sdss4 (SDSS-I to IV, plates) or sdss5 (SDSS-V, fields)",
+        "the survey: sdss4 (SDSS-I to IV, plates), sdss5 (SDSS-V, fields) or desi (DESI coadds)",
     ),
     optional(
         FIELDID,
@@ -303,9 +320,25 @@ impl Origin {
     }
 }
 
-/// True for table columns the catalog does not carry because a derived column holds them.
+/// DESI table columns a derived column holds (REDSHIFTS Z; FIBERMAP OBJTYPE), and the row key
+/// and TARGETID, which FIBERMAP carries once for all DESI tables.
+pub const MERGED_DESI: [(PlateTable, &str); 7] = [
+    (PlateTable::Redshifts, "Z"),
+    (PlateTable::Fibermap, "OBJTYPE"),
+    (PlateTable::Fibermap, model::desi::TARGET_ROW),
+    (PlateTable::Redshifts, model::desi::TARGET_ROW),
+    (PlateTable::Scores, model::desi::TARGET_ROW),
+    (PlateTable::Redshifts, model::desi::TARGETID),
+    (PlateTable::Scores, model::desi::TARGETID),
+];
+
+/// True for table columns the catalog does not carry because a derived column (or another table)
+/// holds them.
 pub fn is_merged(table: PlateTable, column: &str) -> bool {
-    table == PlateTable::Spall && MERGED.iter().any(|m| m.eq_ignore_ascii_case(column))
+    (table == PlateTable::Spall && MERGED.iter().any(|m| m.eq_ignore_ascii_case(column)))
+        || MERGED_DESI
+            .iter()
+            .any(|(t, c)| *t == table && c.eq_ignore_ascii_case(column))
 }
 
 /// The final name of every origin (given in catalog order: derived, then the tables, each in the

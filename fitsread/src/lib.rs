@@ -681,19 +681,34 @@ impl Fits {
         Ok(cards)
     }
 
-    /// The current image HDU as (rows, columns) and its values converted to the requested type,
-    /// read in blocks (the size was checked against the file in [`Fits::select`]).
+    /// The current image HDU as (rows, columns) and its values converted to the requested type.
     fn image<T: Copy>(&mut self, datatype: c_int) -> Result<(Vec<T>, usize, usize)> {
+        let (data, dims) = self.image_nd(datatype)?;
+        if dims.len() != 2 {
+            return Err(FitsError::Unexpected {
+                hdu: self.hdu_label(),
+                expected: "a 2-D image",
+                found: format!("{} axes", dims.len()),
+            });
+        }
+        Ok((data, dims[0], dims[1]))
+    }
+
+    /// The current image HDU (up to 4 axes) with its shape, slowest axis first (numpy's order:
+    /// NAXISn … NAXIS1), and its values converted to the requested type, read in blocks (the size
+    /// was checked against the file in [`Fits::select`]).
+    fn image_nd<T: Copy>(&mut self, datatype: c_int) -> Result<(Vec<T>, Vec<usize>)> {
+        const MAX_AXES: usize = 4;
         let label = self.hdu_label();
         let mut bitpix: c_int = 0;
         let mut naxis: c_int = 0;
-        let mut naxes: [i64; 3] = [0; 3];
+        let mut naxes: [i64; MAX_AXES] = [0; MAX_AXES];
         let mut status = 0;
-        // SAFETY: naxes holds 3 axes, maxaxis = 3.
+        // SAFETY: naxes holds MAX_AXES axes, maxaxis = MAX_AXES.
         unsafe {
             sys::ffgiprll(
                 self.raw(),
-                3,
+                MAX_AXES as c_int,
                 &mut bitpix,
                 &mut naxis,
                 naxes.as_mut_ptr(),
@@ -701,20 +716,27 @@ impl Fits {
             )
         };
         check(status, || format!("{label}: cannot read image size"))?;
-        if naxis != 2 {
+        if naxis < 1 || naxis as usize > MAX_AXES {
             return Err(FitsError::Unexpected {
                 hdu: label,
-                expected: "a 2-D image",
+                expected: "an image of 1 to 4 axes",
                 found: format!("{naxis} axes"),
             });
         }
-        let (cols, rows) = (naxes[0].max(0) as usize, naxes[1].max(0) as usize);
-        let total = cols.checked_mul(rows).ok_or_else(|| FitsError::BadKey {
-            hdu: label.clone(),
-            key: "NAXIS2".into(),
-            value: rows.to_string(),
-            why: "the image size overflows",
-        })?;
+        let dims: Vec<usize> = naxes[..naxis as usize]
+            .iter()
+            .rev()
+            .map(|&n| n.max(0) as usize)
+            .collect();
+        let total = dims
+            .iter()
+            .try_fold(1usize, |a, &n| a.checked_mul(n))
+            .ok_or_else(|| FitsError::BadKey {
+                hdu: label.clone(),
+                key: "NAXIS".into(),
+                value: format!("{dims:?}"),
+                why: "the image size overflows",
+            })?;
         // The size was checked against the file in `select`: allocate once, read in blocks into
         // the spare capacity, and count an element only once cfitsio has written it.
         let mut data: Vec<T> = Vec::with_capacity(total);
@@ -741,7 +763,22 @@ impl Fits {
             // SAFETY: the n elements after the old length were just written by cfitsio.
             unsafe { data.set_len(first + n) };
         }
-        Ok((data, rows, cols))
+        Ok((data, dims))
+    }
+
+    /// The current image (any number of axes up to 4) as float64 values and its shape (numpy order).
+    pub fn image_nd_f64(&mut self) -> Result<(Vec<f64>, Vec<usize>)> {
+        self.image_nd(TDOUBLE)
+    }
+
+    /// The current image (up to 4 axes) as float32 values and its shape (numpy order).
+    pub fn image_nd_f32(&mut self) -> Result<(Vec<f32>, Vec<usize>)> {
+        self.image_nd(TFLOAT)
+    }
+
+    /// The current image (up to 4 axes) as int32 values and its shape (numpy order).
+    pub fn image_nd_i32(&mut self) -> Result<(Vec<i32>, Vec<usize>)> {
+        self.image_nd(TINT)
     }
 
     /// The current image as float32 values, row-major (rows = fibers).

@@ -28,6 +28,8 @@ pub enum InputKind {
     SpAll,
     /// An SDSS-V input (DR18 and later).
     Sdss5(crate::sdss5::Kind),
+    /// A DESI input (coadd or redrock file).
+    Desi(crate::desi::Kind),
 }
 
 impl InputKind {
@@ -78,6 +80,8 @@ pub enum Problem {
     Unsupported(&'static str),
     #[error("{0}")]
     Sdss5(String),
+    #[error("{0}")]
+    Desi(String),
     #[error("an SDSS-V (DR18 and later) file under an SDSS-I–IV name: SDSS-V files are named spec-<FIELD>-<MJD>-<CATALOGID>.fits, spField-<FIELD>-<MJD>.fits")]
     Sdss5UnderSdss4Name,
     #[error("the header says {header} but the file name says {name}")]
@@ -329,7 +333,7 @@ fn parse_pipeline_name(path: &Path, kind: InputKind) -> Option<(PlateMjd, Option
             Some((pm, Some(id.fiber)))
         }
         InputKind::Plate | InputKind::Zbest | InputKind::Zline => Some((pm, None)),
-        InputKind::SpAll | InputKind::Sdss5(_) => None,
+        InputKind::SpAll | InputKind::Sdss5(_) | InputKind::Desi(_) => None,
     }
 }
 

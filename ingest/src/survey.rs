@@ -56,7 +56,11 @@ pub struct Decoded {
 }
 
 /// Every survey, in the order they are asked about a file name.
-pub static SURVEYS: &[&dyn Survey] = &[&crate::sdss5::Sdss5, &crate::sdss4::Sdss4];
+pub static SURVEYS: &[&dyn Survey] = &[
+    &crate::desi::Desi,
+    &crate::sdss5::Sdss5,
+    &crate::sdss4::Sdss4,
+];
 
 /// The survey whose units are of `group`.
 pub fn survey_of(group: &GroupId) -> &'static dyn Survey {

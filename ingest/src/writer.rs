@@ -96,7 +96,7 @@ impl std::fmt::Display for Conflict {
         };
         // SDSS-I–IV spectra are fibers ("fiber 3655-55240-2"); later surveys' name themselves
         // ("field 112360-60000 TARGET_INDEX 5").
-        let prefix = if self.fiber.starts_with("field ") {
+        let prefix = if self.fiber.starts_with("field ") || self.fiber.starts_with("DESI ") {
             ""
         } else {
             "fiber "
@@ -303,6 +303,29 @@ impl Batch {
             .map(|(f, _)| *f)
             .collect()
     }
+}
+
+/// Writes a group of the merged layout as its store file in `dir`: a new file under a temporary
+/// name, renamed into place when complete. Returns the bytes of data written.
+pub fn write_merged_file(
+    dir: &Path,
+    writer: &str,
+    merged: &store::merged::MergedGroup,
+) -> Result<u64, StoreError> {
+    let final_path = dir.join(merged.group.store_file_name());
+    let w = AtomicFile::new(&final_path);
+    let tmp = w.temp().to_path_buf();
+    let bytes =
+        store::merged::write(&tmp, writer, merged).map_err(|source| StoreError::Merged {
+            path: tmp.clone(),
+            source,
+        })?;
+    w.commit().map_err(|source| StoreError::Io {
+        path: final_path.clone(),
+        what: "cannot put the file into place",
+        source,
+    })?;
+    Ok(bytes)
 }
 
 /// What writing a batch did.

@@ -5,10 +5,12 @@
 //! - SDSS-I–IV: `plate * 10^9 + mjd * 10^4 + fiber` (the key of the DESI/redrock tools), below
 //!   2.2 × 10^18 since plates are at most 2^31 − 1;
 //! - SDSS-V: `3 × 10^18 + coadd * 10^17 + field * 10^10 + mjd * 10^5 + target_index`, with the
-//!   coadd numbered as the SDSS-V pipeline numbers it in SPECOBJID.
+//!   coadd numbered as the SDSS-V pipeline numbers it in SPECOBJID;
+//! - DESI: `4 × 10^18 + group code * 10^5 + target_row`, the group code of [`DesiGroup::code`].
 
 use serde::{Deserialize, Serialize};
 
+use crate::desi::{self, DesiGroup};
 use crate::key::{checked_part, FiberId, KeyError, PlateMjd, MJD_RANGE};
 use crate::layout;
 
@@ -27,6 +29,8 @@ pub enum Survey {
     Sdss4,
     /// SDSS-V (fields, CATALOGIDs; DR18 and later).
     Sdss5,
+    /// DESI (HEALPix and tile coadds, TARGETIDs; DR1 and later).
+    Desi,
 }
 
 impl Survey {
@@ -35,6 +39,7 @@ impl Survey {
         match self {
             Self::Sdss4 => "sdss4",
             Self::Sdss5 => "sdss5",
+            Self::Desi => "desi",
         }
     }
 }
@@ -149,11 +154,19 @@ pub enum GroupId {
     Plate(PlateMjd),
     /// An SDSS-V field-MJD coadd (the merged layout).
     Field(FieldMjd),
+    /// A DESI coadd file (HEALPix or tile; the merged layout).
+    Desi(DesiGroup),
 }
 
 impl From<PlateMjd> for GroupId {
     fn from(pm: PlateMjd) -> Self {
         Self::Plate(pm)
+    }
+}
+
+impl From<DesiGroup> for GroupId {
+    fn from(g: DesiGroup) -> Self {
+        Self::Desi(g)
     }
 }
 
@@ -168,6 +181,7 @@ impl GroupId {
         match self {
             Self::Plate(_) => Survey::Sdss4,
             Self::Field(_) => Survey::Sdss5,
+            Self::Desi(_) => Survey::Desi,
         }
     }
 
@@ -184,6 +198,7 @@ impl GroupId {
         match self {
             Self::Plate(pm) => layout::store_file_name(*pm),
             Self::Field(f) => layout::sdss5::store_file_name(*f),
+            Self::Desi(g) => g.store_file_name(),
         }
     }
 
@@ -192,6 +207,7 @@ impl GroupId {
         layout::parse_store_file_name(name)
             .map(Self::Plate)
             .or_else(|| layout::sdss5::parse_store_file_name(name).map(Self::Field))
+            .or_else(|| DesiGroup::from_store_file_name(name).map(Self::Desi))
     }
 
     /// The names of the HDF5 groups from the root to this group (`["3655", "55240"]`).
@@ -199,6 +215,7 @@ impl GroupId {
         match self {
             Self::Plate(pm) => vec![pm.plate.to_string(), pm.mjd.to_string()],
             Self::Field(f) => layout::sdss5::group_parts(*f),
+            Self::Desi(g) => g.path_parts(),
         }
     }
 
@@ -214,6 +231,7 @@ impl GroupId {
         match self {
             Self::Plate(_) => "fiber",
             Self::Field(_) => layout::sdss5::TARGET_INDEX,
+            Self::Desi(_) => desi::TARGET_ROW,
         }
     }
 }
@@ -223,6 +241,7 @@ impl std::fmt::Display for GroupId {
         match self {
             Self::Plate(pm) => pm.fmt(f),
             Self::Field(fm) => write!(f, "field {fm}"),
+            Self::Desi(g) => g.fmt(f),
         }
     }
 }
@@ -237,6 +256,8 @@ pub struct SpectrumId {
 
 const SDSS5_BASE: i64 = 3_000_000_000_000_000_000;
 const SDSS5_END: i64 = SDSS5_BASE + 5 * 100_000_000_000_000_000;
+const DESI_BASE: i64 = 4_000_000_000_000_000_000;
+const DESI_END: i64 = DESI_BASE + desi::CODE_END * 100_000;
 
 impl SpectrumId {
     pub fn new(group: impl Into<GroupId>, row: i64) -> Self {
@@ -252,6 +273,12 @@ impl SpectrumId {
         Ok(Self::new(group, target_index))
     }
 
+    /// A spectrum of a DESI coadd, its TARGET_ROW range checked.
+    pub fn checked_desi(group: DesiGroup, target_row: i64) -> Result<Self, KeyError> {
+        checked_part(desi::TARGET_ROW, target_row, desi::TARGET_ROW_RANGE)?;
+        Ok(Self::new(group, target_row))
+    }
+
     /// The catalog key (see the module documentation).
     pub fn key(&self) -> i64 {
         match self.group {
@@ -263,6 +290,7 @@ impl SpectrumId {
                     + i64::from(f.mjd) * 100_000
                     + self.row
             }
+            GroupId::Desi(g) => DESI_BASE + g.code() * 100_000 + self.row,
         }
     }
 
@@ -288,6 +316,12 @@ impl SpectrumId {
             }
             return Some(Self::new(group, row));
         }
+        if (DESI_BASE..DESI_END).contains(&key) {
+            let local = key - DESI_BASE;
+            let row = local % 100_000;
+            let group = DesiGroup::from_code(local / 100_000)?;
+            return (row >= desi::TARGET_ROW_RANGE.0).then(|| Self::new(group, row));
+        }
         None
     }
 
@@ -311,6 +345,7 @@ impl std::fmt::Display for SpectrumId {
         match self.group {
             GroupId::Plate(pm) => write!(f, "{pm}-{}", self.row),
             GroupId::Field(fm) => write!(f, "field {fm} TARGET_INDEX {}", self.row),
+            GroupId::Desi(g) => write!(f, "{g} TARGET_ROW {}", self.row),
         }
     }
 }
@@ -348,6 +383,17 @@ mod tests {
         assert_eq!(SpectrumId::from_key(2_500_000_000_000_000_000), None);
         assert_eq!(SpectrumId::from_key(i64::MAX), None);
         assert!(boss < s);
+        for g in [
+            DesiGroup::healpix(desi::DesiSurvey::Main, desi::DesiProgram::Dark, 27_247).unwrap(),
+            DesiGroup::tile(999_999, 9, 20_451_231).unwrap(),
+        ] {
+            for row in [1, 99_999] {
+                let d = SpectrumId::checked_desi(g, row).unwrap();
+                assert!(d.key() > s.key());
+                assert_eq!(SpectrumId::from_key(d.key()), Some(d));
+            }
+            assert!(SpectrumId::checked_desi(g, 0).is_err());
+        }
     }
 
     #[test]

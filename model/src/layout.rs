@@ -110,17 +110,36 @@ pub enum PlateTable {
     Zbest,
     /// SDSS-V: every redshift fit of every target (spec HDU `ZALL`), several rows per target.
     Zall,
+    /// DESI: coadd HDU `FIBERMAP`, one row per target.
+    Fibermap,
+    /// DESI: coadd HDU `EXP_FIBERMAP`, one row per exposure of a target.
+    ExpFibermap,
+    /// DESI: coadd HDU `SCORES`.
+    Scores,
+    /// DESI: redrock HDU `REDSHIFTS`.
+    Redshifts,
+    /// DESI: redrock HDU `TSNR2`.
+    Tsnr2,
 }
 
 impl PlateTable {
     /// Every table, in the order they are written.
-    pub const ALL: [PlateTable; 5] = [
+    pub const ALL: [PlateTable; 10] = [
         Self::Plugmap,
         Self::Spall,
         Self::Zline,
         Self::Zbest,
         Self::Zall,
+        Self::Fibermap,
+        Self::ExpFibermap,
+        Self::Scores,
+        Self::Redshifts,
+        Self::Tsnr2,
     ];
+
+    /// DESI's tables: from the coadd file, then from the redrock file.
+    pub const DESI_COADD: [PlateTable; 3] = [Self::Fibermap, Self::ExpFibermap, Self::Scores];
+    pub const DESI_REDROCK: [PlateTable; 2] = [Self::Redshifts, Self::Tsnr2];
 
     /// Dataset name under the plate-MJD group.
     pub fn name(self) -> &'static str {
@@ -130,7 +149,17 @@ impl PlateTable {
             Self::Zline => "zline",
             Self::Zbest => "zbest",
             Self::Zall => "zall",
+            Self::Fibermap => "fibermap",
+            Self::ExpFibermap => "exp_fibermap",
+            Self::Scores => "scores",
+            Self::Redshifts => "redshifts",
+            Self::Tsnr2 => "tsnr2",
         }
+    }
+
+    /// The FITS EXTNAME of the table (DESI's HDU names are the store names in upper case).
+    pub fn extname(self) -> String {
+        self.name().to_ascii_uppercase()
     }
 }
 
@@ -266,6 +295,9 @@ pub mod sdss5 {
     pub const MERGED_FORMAT: &str = "boss-merged-v1";
     /// Attribute of a merged group naming the dataset (and table column) that keys its rows.
     pub const ROW_KEY_ATTR: &str = "ROW_KEY";
+    /// Attribute (true) of an array of a block that belongs to every row (a shared wavelength
+    /// grid), whatever its length: the query copies it whole.
+    pub const SHARED_ATTR: &str = "SHARED";
     /// The row key of SDSS-V groups: the target's row in its spField, counted from 1.
     pub const TARGET_INDEX: &str = "TARGET_INDEX";
     pub const CATALOGID: &str = "CATALOGID";

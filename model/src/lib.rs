@@ -3,6 +3,7 @@
 //! path and file name), fiber lists, and durable writes (temporary name, fsync, rename).
 
 pub mod atomic;
+pub mod desi;
 pub mod fiberlist;
 pub mod group;
 pub mod key;
@@ -11,5 +12,6 @@ pub mod message;
 pub mod stdout;
 pub mod table_text;
 
+pub use desi::DesiGroup;
 pub use group::{Coadd, FieldMjd, GroupId, SpectrumId, Survey};
 pub use key::{FiberId, KeyError, PlateMjd};

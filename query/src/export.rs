@@ -1,6 +1,8 @@
 //! Columnar export for pandas: one row per selected spectrum, sorted by key — every catalog column,
 //! then one list column per coadd field (`df.flux[i]` is a spectrum, `df.wave[i]` its wavelengths;
-//! SDSS-V spectra also have `wresl`, null for SDSS-I–IV ones). Each rank builds the batches of its
+//! SDSS-V spectra also have `wresl`, null for SDSS-I–IV ones; DESI spectra have per-arm columns
+//! `b_wave`, `b_flux`, `b_ivar`, `b_mask`, `r_…`, `z_…`, null for SDSS ones, and their SDSS
+//! columns are null). Each rank builds the batches of its
 //! own store groups; rank 0 writes them in key order into one Arrow IPC
 //! file and/or one Parquet file, one plate-MJD at a time (never the whole result in memory).
 
@@ -96,11 +98,7 @@ impl SpectralColumn {
     }
 
     fn field(self) -> Field {
-        Field::new(
-            self.name(),
-            DataType::List(Arc::new(Field::new_list_field(self.item_type(), false))),
-            self.optional(),
-        )
+        list_field(self.name(), self.item_type(), self.optional())
     }
 
     /// The values of this field for a run of pixels (None: SDSS-I–IV coadds have no such field).
@@ -125,6 +123,40 @@ impl SpectralColumn {
     }
 }
 
+fn list_field(name: &str, item: DataType, nullable: bool) -> Field {
+    Field::new(
+        name,
+        DataType::List(Arc::new(Field::new_list_field(item, false))),
+        nullable,
+    )
+}
+
+/// DESI's per-arm list columns: `<arm>_<name>` from the store array, of this item type.
+const ARM_COLUMNS: [(&str, &str, DataType); 4] = [
+    ("wave", "WAVELENGTH", DataType::Float64),
+    ("flux", "FLUX", DataType::Float32),
+    ("ivar", "IVAR", DataType::Float32),
+    ("mask", "MASK", DataType::Int32),
+];
+
+fn arm_fields() -> Vec<Field> {
+    model::desi::ARMS
+        .iter()
+        .flat_map(|arm| {
+            ARM_COLUMNS
+                .iter()
+                .map(move |(n, _, t)| list_field(&format!("{arm}_{n}"), t.clone(), true))
+        })
+        .collect()
+}
+
+/// True when some catalog rows are DESI spectra (the export then has the per-arm columns).
+pub fn has_desi(rows: &RecordBatch) -> bool {
+    spectra_of(rows)
+        .iter()
+        .any(|s| matches!(s.group, GroupId::Desi(_)))
+}
+
 /// Where to export and which spectral columns.
 pub struct ExportOptions {
     pub arrow: Option<PathBuf>,
@@ -141,14 +173,22 @@ pub struct ExportReport {
     pub seconds: f64,
 }
 
-/// The schema of the export: the catalog columns, then the chosen list columns.
-pub fn export_schema(catalog: &Schema, columns: &[SpectralColumn]) -> SchemaRef {
+/// The schema of the export: the catalog columns, then the chosen list columns (nullable when DESI
+/// rows have none), then DESI's per-arm columns if `desi`.
+pub fn export_schema(catalog: &Schema, columns: &[SpectralColumn], desi: bool) -> SchemaRef {
     let mut fields: Vec<Field> = catalog
         .fields()
         .iter()
         .map(|f| f.as_ref().clone())
         .collect();
-    fields.extend(columns.iter().map(|c| c.field()));
+    fields.extend(columns.iter().map(|c| {
+        let f = c.field();
+        let nullable = f.is_nullable() || desi;
+        f.with_nullable(nullable)
+    }));
+    if desi {
+        fields.extend(arm_fields());
+    }
     Arc::new(Schema::new(fields))
 }
 
@@ -212,6 +252,7 @@ fn build_batch(
     subset: &RecordBatch,
     schema: &SchemaRef,
     columns: &[SpectralColumn],
+    desi: bool,
 ) -> Result<RecordBatch> {
     let path = store.join(group.store_file_name());
     let rows: Vec<i64> = spectra_of(subset).iter().map(|s| s.row).collect();
@@ -261,9 +302,77 @@ fn build_batch(
                 });
             }
         }
+        GroupId::Desi(_) => {
+            for c in columns {
+                arrays.push(null_list(*c, rows.len()));
+            }
+        }
+    }
+    if desi {
+        arrays.extend(arm_arrays(&path, group, &rows)?);
     }
     RecordBatch::try_new(schema.clone(), arrays)
         .map_err(|source| QueryError::Arrow { path, source })
+}
+
+/// DESI's per-arm list columns of the rows `rows` of `group` (nulls for groups of other surveys):
+/// the arm's shared wavelength grid on every row, the row's FLUX, IVAR and MASK.
+fn arm_arrays(path: &Path, group: GroupId, rows: &[i64]) -> Result<Vec<ArrayRef>> {
+    let n = rows.len();
+    if !matches!(group, GroupId::Desi(_)) {
+        return Ok(arm_fields()
+            .iter()
+            .map(|f| arrow::array::new_null_array(f.data_type(), n))
+            .collect());
+    }
+    let mut out = Vec::new();
+    for arm in model::desi::ARMS {
+        let block = store::merged::read_block_rows(path, group, arm, rows)
+            .map_err(|e| QueryError::store(path, format!("cannot read arm {arm}: {e}")))?;
+        for (_, store_name, item) in &ARM_COLUMNS {
+            let a = block
+                .iter()
+                .find(|a| a.name == *store_name)
+                .ok_or_else(|| {
+                    QueryError::store(path, format!("arm {arm} has no {store_name} array"))
+                })?;
+            let shared = a.attrs.iter().any(|(k, v)| {
+                k == model::layout::sdss5::SHARED_ATTR && *v == store::attrs::AttrValue::Bool(true)
+            });
+            let npix = if shared {
+                a.shape[0] as usize
+            } else {
+                a.shape.get(1).copied().unwrap_or(0) as usize
+            };
+            let offsets = offsets_of(path, std::iter::repeat_n(npix, n))?;
+            let values: ArrayRef = match item {
+                DataType::Float64 => {
+                    let v: Vec<f64> = bytemuck::pod_collect_to_vec(&a.bytes);
+                    let v = if shared { v.repeat(n) } else { v };
+                    Arc::new(arrow::array::Float64Array::from(v))
+                }
+                DataType::Int32 => Arc::new(Int32Array::from(bytemuck::pod_collect_to_vec::<
+                    u8,
+                    i32,
+                >(&a.bytes))),
+                _ => Arc::new(Float32Array::from(bytemuck::pod_collect_to_vec::<u8, f32>(
+                    &a.bytes,
+                ))),
+            };
+            if values.len() != npix * n {
+                return Err(QueryError::store(
+                    path,
+                    format!(
+                        "arm {arm}: {store_name} has {} values, expected {}",
+                        values.len(),
+                        npix * n
+                    ),
+                ));
+            }
+            out.push(list(path, item.clone(), &offsets, values)?);
+        }
+    }
+    Ok(out)
 }
 
 /// The writers rank 0 feeds, each into a temporary file committed when complete (removed if the
@@ -373,7 +482,8 @@ pub fn export(
     opts: &ExportOptions,
 ) -> Result<ExportReport> {
     let start = std::time::Instant::now();
-    let schema = export_schema(&subset.schema(), &opts.columns);
+    let desi = has_desi(subset);
+    let schema = export_schema(&subset.schema(), &opts.columns, desi);
     // Rows of each store group (start, count), in key order: the subset is sorted by key, so the
     // rows of a group are contiguous.
     let mut groups: Vec<(GroupId, usize, usize)> = Vec::new();
@@ -406,6 +516,7 @@ pub fn export(
                     &subset.slice(*first, *n),
                     &schema,
                     &opts.columns,
+                    desi,
                 )
                 .unwrap_or_else(|e| abort(job, e)),
             )

@@ -132,7 +132,11 @@ impl Scan<'_> {
                 ));
             };
             let p = place(self.path, &dpath, &ds)?;
-            if p.shape.first() == Some(&n) {
+            let shared = p
+                .attrs
+                .iter()
+                .any(|(k, v)| k == sdss5::SHARED_ATTR && matches!(v, AttrValue::Bool(true)));
+            if p.shape.first() == Some(&n) && !shared {
                 let row_bytes = p.bytes.checked_div(n).unwrap_or(0);
                 let mut shape = p.shape.clone();
                 shape[0] = rows.len() as u64;

@@ -1,8 +1,8 @@
-//! The merged layout of the newer surveys (SDSS-V field-MJDs): one store file per group, holding
+//! The merged layout of the newer surveys (SDSS-V field-MJDs, DESI coadds): one store file per group, holding
 //! under the group's HDF5 path blocks of rows — one array per quantity whose first dimension is the
 //! spectrum, keyed by a row-key array named by the group's `ROW_KEY` attribute — and tables (compound
-//! datasets with the same key column). Arrays of a block without that first dimension (a shared
-//! wavelength grid) belong to every row.
+//! datasets with the same key column). Arrays of a block without that first dimension, or with the
+//! attribute `SHARED` = true (a shared wavelength grid, whatever its length), belong to every row.
 //!
 //! This module knows nothing of any survey: a survey builds a [`MergedGroup`] in memory, and this
 //! module writes it (every object created once by [`crate::fast::Creator`], contiguous and
@@ -384,6 +384,70 @@ pub fn read_rows(path: &Path, group: GroupId, rows: &[i64]) -> Result<SpectraRow
             values.extend_from_slice(&all[start..start + n]);
         }
         out.columns.push((name, values));
+    }
+    Ok(out)
+}
+
+/// The arrays of one block (`b`) of a merged store file for the row keys `rows`: row arrays cut
+/// to those rows, in the order asked; shared arrays (attribute SHARED, or no row dimension) whole.
+/// A row key the block lacks is an error.
+pub fn read_block_rows(
+    path: &Path,
+    group: GroupId,
+    block: &str,
+    rows: &[i64],
+) -> Result<Vec<Array>> {
+    let file = hdf5::File::open(path)?;
+    let top = file.group(&group.path())?;
+    let key = read_str_attr(&top, sdss5::ROW_KEY_ATTR)
+        .ok_or_else(|| MergedError::Layout(format!("{} has no ROW_KEY", group.path())))?;
+    let g = top.group(block)?;
+    let keys = int_array(&g, &key)?;
+    let index: std::collections::HashMap<i64, usize> =
+        keys.iter().enumerate().map(|(i, &k)| (k, i)).collect();
+    let picked: Vec<usize> = rows
+        .iter()
+        .map(|k| {
+            index.get(k).copied().ok_or_else(|| {
+                MergedError::Layout(format!("{key} {k} is not in {}/{block}", group.path()))
+            })
+        })
+        .collect::<Result<_>>()?;
+    let mut out = Vec::new();
+    for name in g.member_names()? {
+        let ds = g.dataset(&name)?;
+        let attrs = read_attrs(&ds)?;
+        let dtype = ds.dtype()?.to_descriptor()?;
+        let mem = Datatype::from_descriptor(&dtype)?;
+        let shape: Vec<u64> = ds.shape().iter().map(|&n| n as u64).collect();
+        let bytes = crate::raw::read_all(&ds, &mem, ds.size() * mem.size())?;
+        let shared = attrs
+            .iter()
+            .any(|(k, v)| k == sdss5::SHARED_ATTR && *v == AttrValue::Bool(true));
+        if shared || shape.first() != Some(&(keys.len() as u64)) {
+            out.push(Array {
+                name,
+                dtype,
+                shape,
+                bytes,
+                attrs,
+            });
+            continue;
+        }
+        let row = bytes.len() / keys.len().max(1);
+        let mut cut = Vec::with_capacity(row * picked.len());
+        for &r in &picked {
+            cut.extend_from_slice(&bytes[r * row..(r + 1) * row]);
+        }
+        let mut shape = shape;
+        shape[0] = picked.len() as u64;
+        out.push(Array {
+            name,
+            dtype,
+            shape,
+            bytes: cut,
+            attrs,
+        });
     }
     Ok(out)
 }

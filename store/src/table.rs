@@ -309,6 +309,38 @@ impl Table {
         self.data = data;
     }
 
+    /// A new table of the rows `order` (indices of this table's rows, in the new order) with a
+    /// leading int32 column `name` whose value in new row `j` is `keys[j]`.
+    pub fn reordered_with_key(&self, name: &str, order: &[usize], keys: &[i32]) -> Table {
+        let mut columns = vec![Column {
+            name: name.to_ascii_uppercase(),
+            kind: ScalarKind::I32,
+            dims: Vec::new(),
+            unit: None,
+        }];
+        columns.extend(
+            self.columns
+                .iter()
+                .filter(|c| !c.name.eq_ignore_ascii_case(name))
+                .cloned(),
+        );
+        let kept: Vec<usize> = (0..self.columns.len())
+            .filter(|&c| !self.columns[c].name.eq_ignore_ascii_case(name))
+            .collect();
+        let mut out = Table::new(columns);
+        out.data.reserve(order.len() * out.row_size);
+        for (&r, &k) in order.iter().zip(keys) {
+            out.data.extend_from_slice(&k.to_ne_bytes());
+            let row = self.row(r);
+            for &c in &kept {
+                let at = self.offsets[c];
+                out.data
+                    .extend_from_slice(&row[at..at + self.columns[c].size()]);
+            }
+        }
+        out
+    }
+
     /// The FIBERID of every row (SDSS-I–IV tables), None without a FIBERID column.
     pub fn fiber_ids(&self) -> Option<Vec<i32>> {
         Some(

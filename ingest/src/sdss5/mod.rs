@@ -13,7 +13,6 @@ pub mod spall;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use model::atomic::AtomicFile;
 use model::layout::PlateTable;
 use model::{FieldMjd, GroupId};
 use rayon::prelude::*;
@@ -230,21 +229,8 @@ pub fn write(p: Prepared, dir: &Path, writer: &str) -> Result<WriteOutcome, Stor
     if !p.changes.changed {
         return Ok(WriteOutcome::default());
     }
-    let group = GroupId::Field(p.group);
-    let final_path = dir.join(group.store_file_name());
-    let w = AtomicFile::new(&final_path);
-    let tmp = w.temp().to_path_buf();
     let merged = p.content.to_merged(p.group);
-    let bytes =
-        store::merged::write(&tmp, writer, &merged).map_err(|source| StoreError::Merged {
-            path: tmp.clone(),
-            source,
-        })?;
-    w.commit().map_err(|source| StoreError::Io {
-        path: final_path.clone(),
-        what: "cannot put the file into place",
-        source,
-    })?;
+    let bytes = crate::writer::write_merged_file(dir, writer, &merged)?;
     Ok(WriteOutcome {
         written: true,
         fibers_added: p.changes.added,
