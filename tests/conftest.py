@@ -66,6 +66,7 @@ REQUIRE_SHARED = os.environ.get("BOSS_REQUIRE_SHARED") == "1"
 # What each shared folder holds that the repository does not (named in the skip reason).
 SHARED_CONTENTS = {
     "real-sdss": "real eBOSS lite files and spAll cut, GPL, not shipped in the repository",
+    "real-desi": "the real DESI coadd/redrock pair, also shipped in data-samples/real/desi",
 }
 
 MPI_ENV = {

@@ -76,8 +76,8 @@ pub enum Problem {
         "not a BOSS file name (expected spPlate-*, spec-*, spZbest-*, spZline-* or spAll*.fits)"
     )]
     NotBossName,
-    #[error("{0}: not supported yet (this version reads SDSS-I–V files)")]
-    Unsupported(&'static str),
+    #[error("a DESI file under an SDSS name: DESI files are named coadd-<SURVEY>-<PROGRAM>-<PIXNUM>.fits, coadd-<PETAL>-<TILEID>-thru<NIGHT>.fits (and redrock-…)")]
+    DesiUnderSdssName,
     #[error("{0}")]
     Sdss5(String),
     #[error("{0}")]
@@ -259,9 +259,7 @@ pub fn identify(path: &Path, kind: InputKind) -> Result<(PlateMjd, Option<i32>)>
     let mut f = Fits::open(path).map_err(ctx(path))?;
     f.select(0).map_err(ctx(path))?;
     match other_survey(&mut f) {
-        Some(Other::Desi) => {
-            return Err(InputError::new(path, Problem::Unsupported("a DESI file")))
-        }
+        Some(Other::Desi) => return Err(InputError::new(path, Problem::DesiUnderSdssName)),
         Some(Other::Sdss5) => return Err(InputError::new(path, Problem::Sdss5UnderSdss4Name)),
         None => {}
     }
@@ -411,7 +409,7 @@ pub fn decode_spec(path: &Path, expected: FiberId) -> Result<Contribution> {
 /// A file of a later survey named like an SDSS-I–IV one is refused with a message saying so.
 fn refuse_later_surveys(f: &mut Fits, path: &Path) -> Result<()> {
     match other_survey(f) {
-        Some(Other::Desi) => Err(InputError::new(path, Problem::Unsupported("a DESI file"))),
+        Some(Other::Desi) => Err(InputError::new(path, Problem::DesiUnderSdssName)),
         Some(Other::Sdss5) => Err(InputError::new(path, Problem::Sdss5UnderSdss4Name)),
         None => Ok(()),
     }

@@ -3,12 +3,14 @@
 //! tab-separated files from a spreadsheet, or H5Boss's whitespace-separated `plates mjds fibers`;
 //! for SDSS-V the columns of spAll-lite: `FIELD,MJD,CATALOGID` (`FIELDID` accepted; an optional
 //! `COADD` column — daily, epoch, allepoch_apo, … — picks one kind of coadd, else every coadd of
-//! that field, MJD and target is meant). A UTF-8 byte-order mark, CRLF line endings, blank lines
-//! and `#` comments are fine.
+//! that field, MJD and target is meant); for DESI a `TARGETID` column, optionally with `SURVEY` and
+//! `PROGRAM` (HEALPix coadds) or `TILEID` and `PETAL` (tile coadds) to pick among the coadds of a
+//! target. A UTF-8 byte-order mark, CRLF line endings, blank lines and `#` comments are fine.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use crate::desi::{DesiGroup, DesiProgram, DesiSurvey, PETAL_RANGE, TILEID_RANGE};
 use crate::group::{Coadd, FIELD_RANGE};
 use crate::key::{checked_part, FiberId, KeyError, MJD_RANGE};
 use crate::table_text::{read_text, records};
@@ -65,11 +67,66 @@ impl std::fmt::Display for TargetRef {
     }
 }
 
+/// DESI spectra as users name them: a TARGETID, and maybe which coadds (HEALPix coadds of a survey
+/// and program, or tile coadds of a tile and petal). Every coadd of the target that fits is meant.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct DesiRef {
+    pub targetid: i64,
+    pub survey: Option<DesiSurvey>,
+    pub program: Option<DesiProgram>,
+    pub tileid: Option<i32>,
+    pub petal: Option<i32>,
+}
+
+impl DesiRef {
+    /// Whether a coadd of the target is one this reference names.
+    pub fn fits(&self, g: &DesiGroup) -> bool {
+        match *g {
+            DesiGroup::Healpix {
+                survey, program, ..
+            } => {
+                self.tileid.is_none()
+                    && self.petal.is_none()
+                    && self.survey.is_none_or(|s| s == survey)
+                    && self.program.is_none_or(|p| p == program)
+            }
+            DesiGroup::Tile { tileid, petal, .. } => {
+                self.survey.is_none()
+                    && self.program.is_none()
+                    && self.tileid.is_none_or(|t| t == tileid)
+                    && self.petal.is_none_or(|p| p == petal)
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for DesiRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TARGETID {}", self.targetid)?;
+        if let Some(s) = self.survey {
+            write!(f, " survey {}", s.name())?;
+        }
+        if let Some(p) = self.program {
+            write!(f, " program {}", p.name())?;
+        }
+        if let Some(t) = self.tileid {
+            write!(f, " tile {t}")?;
+        }
+        if let Some(p) = self.petal {
+            write!(f, " petal {p}")?;
+        }
+        Ok(())
+    }
+}
+
 /// A listed spectrum the store does not have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Missing {
     Fiber(FiberId),
     Target(TargetRef),
+    Desi(DesiRef),
 }
 
 impl Missing {
@@ -78,6 +135,7 @@ impl Missing {
         match self {
             Self::Fiber(f) => f.to_string(),
             Self::Target(t) => t.to_string(),
+            Self::Desi(t) => t.to_string(),
         }
     }
 }
@@ -87,16 +145,18 @@ impl std::fmt::Display for Missing {
         match self {
             Self::Fiber(x) => write!(f, "plate {} mjd {} fiber {}", x.plate, x.mjd, x.fiber),
             Self::Target(t) => t.fmt(f),
+            Self::Desi(t) => t.fmt(f),
         }
     }
 }
 
-/// The spectra of a list: sorted, each once. A list names either SDSS-I–IV fibers or SDSS-V
-/// targets (its header says which).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The spectra of a list: sorted, each once. A list names SDSS-I–IV fibers, SDSS-V targets or
+/// DESI targets (its header says which).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FiberList {
     pub fibers: Vec<FiberId>,
     pub targets: Vec<TargetRef>,
+    pub desi: Vec<DesiRef>,
     /// Lines naming a spectrum already listed.
     pub duplicates: usize,
 }
@@ -134,10 +194,20 @@ pub fn parse_fiber_list(text: &str, name: &str) -> Result<FiberList, ListError> 
             let coadd = find(&["coadd"]);
             return parse_targets(lines, name, (fi, m, c, coadd));
         }
+        if let Some(t) = find(&["targetid"]) {
+            let cols = DesiColumns {
+                targetid: t,
+                survey: find(&["survey"]),
+                program: find(&["program"]),
+                tileid: find(&["tileid"]),
+                petal: find(&["petal", "petal_loc"]),
+            };
+            return parse_desi(lines, name, cols);
+        }
         return Err(line_err(
             header_line,
             &header,
-            "expected a header naming the plate, mjd and fiber columns (plate,mjd,fiber or H5Boss's 'plates mjds fibers'), or for SDSS-V field, mjd and catalogid".into(),
+            "expected a header naming the plate, mjd and fiber columns (plate,mjd,fiber or H5Boss's 'plates mjds fibers'), for SDSS-V field, mjd and catalogid, or for DESI targetid".into(),
         ));
     };
     let mut set = BTreeSet::new();
@@ -175,8 +245,8 @@ pub fn parse_fiber_list(text: &str, name: &str) -> Result<FiberList, ListError> 
     }
     Ok(FiberList {
         fibers: set.into_iter().collect(),
-        targets: Vec::new(),
         duplicates,
+        ..FiberList::default()
     })
 }
 
@@ -250,15 +320,139 @@ fn parse_targets(
         });
     }
     Ok(FiberList {
-        fibers: Vec::new(),
         targets: set.into_iter().collect(),
         duplicates,
+        ..FiberList::default()
+    })
+}
+
+/// Column positions of a DESI list.
+struct DesiColumns {
+    targetid: usize,
+    survey: Option<usize>,
+    program: Option<usize>,
+    tileid: Option<usize>,
+    petal: Option<usize>,
+}
+
+/// The body of a DESI list.
+fn parse_desi(lines: Lines, name: &str, cols: DesiColumns) -> Result<FiberList, ListError> {
+    let mut set = BTreeSet::new();
+    let mut duplicates = 0;
+    for (line, text, fields) in lines {
+        let line_err = |why: String| ListError::Line {
+            path: name.to_string(),
+            line,
+            text: text.clone(),
+            why,
+        };
+        // An empty optional cell means "any".
+        let value = |i: Option<usize>| -> Option<&str> {
+            i.and_then(|i| fields.get(i))
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+        };
+        let int = |v: &str, what: &str| -> Result<i64, ListError> {
+            v.parse::<i64>().map_err(|_| {
+                line_err(format!(
+                    "{what} {} is not an integer",
+                    crate::message::excerpt(v)
+                ))
+            })
+        };
+        let range = |source: KeyError| ListError::Range {
+            path: name.to_string(),
+            line,
+            text: text.clone(),
+            source,
+        };
+        let targetid = value(Some(cols.targetid))
+            .ok_or_else(|| line_err("no targetid value".into()))
+            .and_then(|v| int(v, "targetid"))?;
+        let survey = value(cols.survey)
+            .map(|v| {
+                DesiSurvey::from_name(v).ok_or_else(|| {
+                    line_err(format!(
+                        "survey {} is not a DESI survey (cmx, special, sv1, sv2, sv3, main)",
+                        crate::message::excerpt(v)
+                    ))
+                })
+            })
+            .transpose()?;
+        let program = value(cols.program)
+            .map(|v| {
+                DesiProgram::from_name(v).ok_or_else(|| {
+                    line_err(format!(
+                        "program {} is not a DESI program (backup, bright, dark, other)",
+                        crate::message::excerpt(v)
+                    ))
+                })
+            })
+            .transpose()?;
+        let tileid = value(cols.tileid)
+            .map(|v| checked_part("tileid", int(v, "tileid")?, TILEID_RANGE).map_err(range))
+            .transpose()?;
+        let petal = value(cols.petal)
+            .map(|v| checked_part("petal", int(v, "petal")?, PETAL_RANGE).map_err(range))
+            .transpose()?;
+        if (survey.is_some() || program.is_some()) && (tileid.is_some() || petal.is_some()) {
+            return Err(line_err(
+                "survey/program name HEALPix coadds and tileid/petal tile coadds: give one pair"
+                    .into(),
+            ));
+        }
+        let r = DesiRef {
+            targetid,
+            survey,
+            program,
+            tileid,
+            petal,
+        };
+        if !set.insert(r) {
+            duplicates += 1;
+        }
+    }
+    if set.is_empty() {
+        return Err(ListError::Empty {
+            path: name.to_string(),
+        });
+    }
+    Ok(FiberList {
+        desi: set.into_iter().collect(),
+        duplicates,
+        ..FiberList::default()
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn desi_lists_name_targetids_and_maybe_their_coadds() {
+        let l = parse_fiber_list(
+            "TARGETID,SURVEY,PROGRAM,Z\n39627,main,dark,1\n39627,,,2\n39627,main,dark,3\n",
+            "l",
+        )
+        .unwrap();
+        assert_eq!(l.desi.len(), 2);
+        assert_eq!(l.duplicates, 1);
+        let hp = DesiGroup::healpix(DesiSurvey::Main, DesiProgram::Dark, 5).unwrap();
+        let tile = DesiGroup::tile(80_605, 3, 20_210_205).unwrap();
+        assert!(l.desi.iter().all(|r| r.fits(&hp)));
+        assert_eq!(l.desi.iter().filter(|r| r.fits(&tile)).count(), 1);
+        let l = parse_fiber_list("targetid\ttileid\tpetal\n5\t80605\t3\n", "l").unwrap();
+        assert!(l.desi[0].fits(&tile) && !l.desi[0].fits(&hp));
+        for (text, words) in [
+            ("targetid,survey\n5,grey\n", "grey"),
+            ("targetid,petal\n5,10\n", "petal"),
+            ("targetid\nx\n", "not an integer"),
+            ("targetid,survey,tileid\n5,main,80605\n", "one pair"),
+        ] {
+            let e = parse_fiber_list(text, "l").unwrap_err().to_string();
+            assert!(e.contains("line 2") && e.contains(words), "{e}");
+        }
+    }
 
     #[test]
     fn csv_any_order_with_extra_columns_and_duplicates() {

@@ -284,7 +284,9 @@ pub fn run(job: &Job, req: &Request) -> Result<Summary> {
 
     // What is selected: the list as given, or the catalog rows that pass every filter.
     // SDSS-V targets of a list are named by CATALOGID: the catalog says which spectra they are.
-    let targets = list.as_ref().is_some_and(|l| !l.targets.is_empty());
+    let targets = list
+        .as_ref()
+        .is_some_and(|l| !l.targets.is_empty() || !l.desi.is_empty());
     let needs_catalog = req.filters.any()
         || req.ids.is_some()
         || req.matching.is_some()
@@ -296,12 +298,16 @@ pub fn run(job: &Job, req: &Request) -> Result<Summary> {
         let ask = Ask {
             list: list
                 .as_ref()
-                .filter(|l| l.targets.is_empty())
+                .filter(|l| !l.fibers.is_empty())
                 .map(|l| l.fibers.clone()),
             targets: list
                 .as_ref()
                 .filter(|l| !l.targets.is_empty())
                 .map(|l| l.targets.clone()),
+            desi: list
+                .as_ref()
+                .filter(|l| !l.desi.is_empty())
+                .map(|l| l.desi.clone()),
             filters: req.filters.clone(),
             ids: req.ids.clone(),
             matching: req.matching.clone(),
@@ -327,7 +333,7 @@ pub fn run(job: &Job, req: &Request) -> Result<Summary> {
     let mut summary = Summary::empty(job, req);
     summary.fibers_asked = list
         .as_ref()
-        .map_or(0, |l| l.fibers.len() + l.targets.len());
+        .map_or(0, |l| l.fibers.len() + l.targets.len() + l.desi.len());
     summary.duplicates = list.as_ref().map_or(0, |l| l.duplicates);
     summary.selected = fibers.len();
     summary.catalog = source;

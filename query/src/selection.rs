@@ -20,7 +20,7 @@ use catalog::ids::read_ids;
 use catalog::sky::Angle;
 use catalog::sql::{key_in, one_of, Engine};
 use catalog::{columns, Catalog, CatalogError};
-use model::fiberlist::{Missing, TargetRef};
+use model::fiberlist::{DesiRef, Missing, TargetRef};
 use model::{layout, FiberId, GroupId, SpectrumId};
 use ranks::Job;
 use serde::{Deserialize, Serialize};
@@ -58,6 +58,11 @@ fn is_sdss5(key: i64) -> bool {
     SpectrumId::from_key(key).is_some_and(|s| matches!(s.group, GroupId::Field(_)))
 }
 
+/// True for the key of a DESI spectrum.
+fn is_desi(key: i64) -> bool {
+    SpectrumId::from_key(key).is_some_and(|s| matches!(s.group, GroupId::Desi(_)))
+}
+
 /// A crossmatch asked for.
 #[derive(Debug, Clone)]
 pub struct MatchRequest {
@@ -72,6 +77,8 @@ pub struct Ask {
     pub list: Option<Vec<FiberId>>,
     /// SDSS-V targets of a spectrum list (field, MJD, CATALOGID), resolved through the catalog.
     pub targets: Option<Vec<TargetRef>>,
+    /// DESI targets of a spectrum list (TARGETID, maybe which coadds), resolved likewise.
+    pub desi: Option<Vec<DesiRef>>,
     pub filters: Filters,
     pub ids: Option<PathBuf>,
     pub matching: Option<MatchRequest>,
@@ -270,6 +277,11 @@ fn on_root(o: &Opened, ask: &Ask) -> Result<(Shared, Option<RecordBatch>, Option
         exprs.push(key_in(&keys));
         missing.extend(absent.into_iter().map(Missing::Target));
     }
+    if let Some(refs) = &ask.desi {
+        let (keys, absent) = resolve_desi(engine, refs)?;
+        exprs.push(key_in(&keys));
+        missing.extend(absent.into_iter().map(Missing::Desi));
+    }
     let mut id_report = None;
     let mut id_column = None;
     if let Some(path) = &ask.ids {
@@ -336,6 +348,12 @@ fn on_root(o: &Opened, ask: &Ask) -> Result<(Shared, Option<RecordBatch>, Option
     let mut list_columns: Vec<&str> = LIST_COLUMNS.to_vec();
     // The columns SDSS-V users name their spectra by; listed when SDSS-V rows are selected.
     list_columns.extend(SDSS5_LIST_COLUMNS);
+    // DESI users name theirs by TARGETID (a column only when the store holds DESI spectra).
+    let desi_column = engine
+        .column_type(model::desi::TARGETID)
+        .is_some()
+        .then_some(model::desi::TARGETID);
+    list_columns.extend(desi_column);
     if let Some(c) = &id_column {
         if !list_columns.iter().any(|l| l.eq_ignore_ascii_case(c)) {
             list_columns.push(c);
@@ -353,6 +371,14 @@ fn on_root(o: &Opened, ask: &Ask) -> Result<(Shared, Option<RecordBatch>, Option
     if !keys.iter().any(|&k| is_sdss5(k)) {
         let id = id_column.as_deref().unwrap_or("");
         list_columns.retain(|c| !SDSS5_LIST_COLUMNS.contains(c) || c.eq_ignore_ascii_case(id));
+    }
+    if !keys.iter().any(|&k| is_desi(k)) {
+        let id = id_column.as_deref().unwrap_or("");
+        list_columns.retain(|c| {
+            !c.eq_ignore_ascii_case(model::desi::TARGETID) || c.eq_ignore_ascii_case(id)
+        });
+    } else if !list_columns.contains(&columns::SURVEY) {
+        list_columns.push(columns::SURVEY);
     }
     if let (Some(r), Some(c)) = (&mut id_report, &id_column) {
         let found: HashSet<String> = (0..rows.num_rows())
@@ -436,6 +462,63 @@ fn resolve_targets(engine: &Engine, targets: &[TargetRef]) -> Result<(Vec<i64>, 
             .collect();
         if found.is_empty() {
             absent.push(*t);
+        }
+        keys.extend(found);
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    Ok((keys, absent))
+}
+
+/// The catalog keys of DESI targets named by TARGETID (the coadds each reference fits), and the
+/// references the catalog has no spectrum for.
+fn resolve_desi(engine: &Engine, refs: &[DesiRef]) -> Result<(Vec<i64>, Vec<DesiRef>)> {
+    let ids: std::collections::BTreeSet<i64> = refs.iter().map(|t| t.targetid).collect();
+    let ids: Vec<i64> = ids.into_iter().collect();
+    let mut by_target: std::collections::HashMap<i64, Vec<(i64, model::DesiGroup)>> =
+        Default::default();
+    if engine.column_type(model::desi::TARGETID).is_some() {
+        let rows = engine.select(
+            &[],
+            vec![catalog::sql::int64_in(model::desi::TARGETID, &ids)],
+            Some(&[columns::KEY, model::desi::TARGETID]),
+        )?;
+        let col = rows.column(1);
+        // TARGETID is int64 in DESI's files (UInt64 if a catalog ever makes it unsigned).
+        let tids: Vec<Option<i64>> = match col.data_type() {
+            DataType::Int64 => col.as_primitive::<Int64Type>().iter().collect(),
+            DataType::UInt64 => col
+                .as_primitive::<arrow::datatypes::UInt64Type>()
+                .iter()
+                .map(|v| v.map(|v| v as i64))
+                .collect(),
+            _ => vec![None; col.len()],
+        };
+        for (key, tid) in key_values(&rows).zip(tids) {
+            if let (
+                Some(SpectrumId {
+                    group: GroupId::Desi(g),
+                    ..
+                }),
+                Some(tid),
+            ) = (SpectrumId::from_key(key), tid)
+            {
+                by_target.entry(tid).or_default().push((key, g));
+            }
+        }
+    }
+    let mut keys = Vec::new();
+    let mut absent = Vec::new();
+    for r in refs {
+        let found: Vec<i64> = by_target
+            .get(&r.targetid)
+            .into_iter()
+            .flatten()
+            .filter(|(_, g)| r.fits(g))
+            .map(|(k, _)| *k)
+            .collect();
+        if found.is_empty() {
+            absent.push(*r);
         }
         keys.extend(found);
     }

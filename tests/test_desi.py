@@ -1,0 +1,302 @@
+"""DESI coadds and redrock files (issue 18): the real pair in data-samples/real/desi and files
+generated after it with astropy (tests/clients/desi_files.py) ingest into one store file per coadd;
+every array and table value in the store, in the HDF5 subset and in the Parquet export equals what
+astropy and specutils' "DESI coadd" reader read from the FITS files; the catalog holds DESI rows
+beside SDSS rows; bad inputs are named and nothing is half-written."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from astropy.io import fits
+
+import desi_files
+from conftest import mpi_env, run, shared_dir
+
+REAL = desi_files.REAL
+HEALPIX = {"survey": "main", "program": "dark", "pixnum": 9557}
+TILE = {"tileid": 80605, "petal": 3, "night": 20210205}
+
+
+def group_path(group: dict) -> str:
+    if "pixnum" in group:
+        return f"desi/healpix/{group['survey']}/{group['program']}/{group['pixnum']}"
+    return f"desi/tiles/cumulative/{group['tileid']}/{group['night']}/{group['petal']}"
+
+
+def store_name(group: dict) -> str:
+    if "pixnum" in group:
+        return f"desi-healpix-{group['survey']}-{group['program']}-{group['pixnum']:05}.h5"
+    return f"desi-tile-{group['tileid']:06}-{group['petal']}-thru{group['night']}.h5"
+
+
+def native(a):
+    a = np.asarray(a)
+    return a.astype(a.dtype.newbyteorder("=")) if a.dtype.byteorder not in ("=", "|") else a
+
+
+def same_values(stored, fitscol, what):
+    s, f = np.asarray(stored), native(fitscol)
+    if f.dtype.kind in "SU":
+        s = np.char.rstrip(s.astype("S")) if s.dtype.kind == "S" else s
+        assert [x.decode() if isinstance(x, bytes) else str(x) for x in s.ravel()] == \
+            [str(x).rstrip() for x in f.ravel()], what
+        return
+    assert s.shape == f.shape, (what, s.shape, f.shape)
+    if f.dtype.kind == "f":
+        # Bit for bit (NaN payloads included).
+        assert np.array_equal(np.ascontiguousarray(s).view(np.uint8),
+                              np.ascontiguousarray(f.astype(s.dtype)).view(np.uint8)), what
+    else:
+        assert np.array_equal(s.astype(np.int64) if s.dtype.kind in "iub" else s,
+                              f.astype(np.int64) if f.dtype.kind in "iub" else f), what
+
+
+def compare_group(g, coadd: Path, redrock: Path | None):
+    """Every array and table value of store group `g` equals the FITS files' (rows in TARGETID order)."""
+    with fits.open(coadd) as c:
+        ids = native(c["FIBERMAP"].data["TARGETID"])
+        order = np.argsort(ids, kind="stable")
+        n = len(ids)
+        assert list(g["coadds/TARGET_ROW"][...]) == list(range(1, n + 1))
+        assert list(g["coadds/TARGETID"][...]) == list(ids[order])
+        for arm in "brz":
+            A = arm.upper()
+            same_values(g[f"{arm}/WAVELENGTH"][...], c[f"{A}_WAVELENGTH"].data, f"{arm} wave")
+            for q in ("FLUX", "IVAR", "MASK", "RESOLUTION"):
+                same_values(g[f"{arm}/{q}"][...], c[f"{A}_{q}"].data[order], f"{arm} {q}")
+            assert g[f"{arm}/FLUX"].attrs["BUNIT"] == c[f"{A}_FLUX"].header["BUNIT"]
+        row_of = {int(t): i + 1 for i, t in enumerate(ids[order])}
+        tables = [("fibermap", c["FIBERMAP"].data), ("exp_fibermap", c["EXP_FIBERMAP"].data),
+                  ("scores", c["SCORES"].data)]
+        if redrock is not None:
+            r = fits.open(redrock)
+            tables += [("redshifts", r["REDSHIFTS"].data), ("tsnr2", r["TSNR2"].data)]
+        for name, data in tables:
+            stored = g[name][...]
+            rows = np.array([row_of[int(t)] for t in native(data["TARGETID"])])
+            o = np.argsort(rows, kind="stable")
+            assert list(stored["TARGET_ROW"]) == list(rows[o]), name
+            for col in data.columns.names:
+                same_values(stored[col], data[col][o], f"{name}.{col}")
+
+
+@pytest.fixture(scope="module")
+def desi_real_store(ingest_bin, tmp_path_factory):
+    d = tmp_path_factory.mktemp("desi-real")
+    inputs = d / "in"
+    inputs.mkdir()
+    for f in REAL.glob("*.fits"):
+        shutil.copy(f, inputs / f.name)
+    run([ingest_bin, inputs, d / "store"], check=True)
+    return d
+
+
+def test_the_real_files_are_the_shared_ones():
+    shared = shared_dir("real-desi")
+    for f in REAL.glob("*.fits"):
+        assert f.read_bytes() == (shared / f.name).read_bytes(), f.name
+
+
+def test_real_coadd_and_redrock_are_bit_exact_in_the_store(desi_real_store):
+    with h5py.File(desi_real_store / "store" / "desi-healpix-special-dark-27247.h5") as f:
+        g = f["desi/healpix/special/dark/27247"]
+        assert g.attrs["ROW_KEY"] == "TARGET_ROW"
+        assert g.attrs["HPXPIXEL"] == 27247
+        compare_group(g, REAL / "coadd-special-dark-27247.fits", REAL / "redrock-special-dark-27247.fits")
+
+
+def test_specutils_desi_reader_agrees_with_store_subset_and_export(query_bin, desi_real_store, tmp_path):
+    from specutils import SpectrumList
+    spectra = SpectrumList.read(REAL / "coadd-special-dark-27247.fits", format="DESI coadd")
+    ids = tmp_path / "ids.csv"
+    ids.write_text("TARGETID\n39089837499744649\n")
+    out = tmp_path / "sub.h5"
+    pq = tmp_path / "sub.parquet"
+    run([query_bin, "--store", desi_real_store / "store", "--ids", ids, "-o", out, "--parquet", pq], check=True)
+    df = pd.read_parquet(pq)
+    assert len(df) == 1 and df.survey[0] == "desi" and df.TARGETID[0] == 39089837499744649
+    with h5py.File(out) as f:
+        g = f["desi/healpix/special/dark/27247"]
+        for arm, s in zip("brz", spectra):
+            assert np.array_equal(g[f"{arm}/WAVELENGTH"][...], s.spectral_axis.value)
+            assert np.array_equal(g[f"{arm}/FLUX"][0], s.flux.value[0])
+            assert np.array_equal(g[f"{arm}/IVAR"][0], s.uncertainty.array[0])
+            assert np.array_equal(df[f"{arm}_wave"][0], s.spectral_axis.value)
+            assert np.array_equal(df[f"{arm}_flux"][0], s.flux.value[0])
+            assert np.array_equal(df[f"{arm}_ivar"][0], s.uncertainty.array[0])
+            assert np.array_equal(df[f"{arm}_mask"][0] != 0, s.mask[0])
+        compare_group(g, REAL / "coadd-special-dark-27247.fits", REAL / "redrock-special-dark-27247.fits")
+
+
+def test_catalog_maps_desi_columns_onto_the_common_ones(desi_real_store):
+    cat = pd.read_parquet(desi_real_store / "store" / "catalog.parquet")
+    fm = fits.getdata(REAL / "coadd-special-dark-27247.fits", "FIBERMAP")
+    z = fits.getdata(REAL / "redrock-special-dark-27247.fits", "REDSHIFTS")
+    row = cat.iloc[0]
+    assert row.survey == "desi" and pd.isna(row.plate) and pd.isna(row.mjd)
+    assert row.ra == fm["TARGET_RA"][0] and row.dec == fm["TARGET_DEC"][0]
+    assert row["class"] == z["SPECTYPE"][0].strip() and row.z == np.float32(z["Z"][0])
+    assert row.zwarning == z["ZWARN"][0] and row.ZERR == z["ZERR"][0]
+    for col in list(fm.columns.names) + list(z.columns.names):
+        if col not in ("Z", "OBJTYPE"):
+            assert col in cat.columns, col
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    d = tmp_path_factory.mktemp("desi-gen") / "desi"
+    hp = desi_files.write_pair(d, HEALPIX, 7, seed=1)
+    tile = desi_files.write_pair(d, TILE, 4, seed=2, first_id=39_100_000_000_000_000)
+    return d, hp, tile
+
+
+def test_a_tree_as_desi_distributes_it_ingests_and_redrock_later_fills_redshifts(ingest_bin, generated, tmp_path):
+    d, (hp_coadd, hp_rr), (tile_coadd, tile_rr) = generated
+    coadds = tmp_path / "coadds"
+    for f in (hp_coadd, tile_coadd):
+        dst = coadds / f.relative_to(d)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, dst)
+    store = tmp_path / "store"
+    p = run([ingest_bin, coadds, store])
+    assert p.returncode == 0
+    warnings = [line for line in p.stderr.splitlines() if "warning" in line and "redrock" in line]
+    assert len(warnings) == 2, p.stderr
+    cat = pd.read_parquet(store / "catalog.parquet")
+    assert len(cat) == 11 and cat.z.isna().all() and (cat.survey == "desi").all()
+    # The redrock files alone, later: they complete their coadds' store files.
+    p = run([ingest_bin, hp_rr, tile_rr, store], check=True)
+    assert "warning" not in p.stderr
+    cat = pd.read_parquet(store / "catalog.parquet")
+    assert cat.z.notna().all() and set(cat["class"]) == {"QSO", "GALAXY"}
+    for group, coadd, rr in ((HEALPIX, hp_coadd, hp_rr), (TILE, tile_coadd, tile_rr)):
+        with h5py.File(store / store_name(group)) as f:
+            compare_group(f[group_path(group)], coadd, rr)
+    # Everything again: nothing changes.
+    before = {f.name: f.stat().st_mtime_ns for f in store.glob("*.h5")}
+    p = run([ingest_bin, d, store], check=True)
+    assert "0 conflicts" in p.stderr + p.stdout
+    assert before == {f.name: f.stat().st_mtime_ns for f in store.glob("*.h5")}
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 4])
+def test_targetid_lists_and_sql_select_desi_spectra_at_any_rank_count(ingest_bin, query_bin, generated, tmp_path, ranks):
+    d, (hp_coadd, _), (tile_coadd, _) = generated
+    store = tmp_path / "store"
+    run([ingest_bin, d, store], check=True)
+    wanted = list(fits.getdata(hp_coadd, "FIBERMAP")["TARGETID"][:3]) + \
+        list(fits.getdata(tile_coadd, "FIBERMAP")["TARGETID"][:1])
+    ids = tmp_path / "ids.csv"
+    ids.write_text("TARGETID\n" + "\n".join(str(t) for t in wanted) + "\n")
+    out, pq = tmp_path / "sub.h5", tmp_path / "sub.parquet"
+    cmd = ["mpirun", "-n", str(ranks), query_bin, "--store", store, "--ids", ids, "-o", out, "--parquet", pq]
+    run(cmd, check=True, env=mpi_env())
+    df = pd.read_parquet(pq)
+    assert sorted(df.TARGETID) == sorted(int(t) for t in wanted)
+    with h5py.File(out) as f:
+        got = sorted(list(f[group_path(HEALPIX)]["coadds/TARGETID"][...]) +
+                     list(f[group_path(TILE)]["coadds/TARGETID"][...]))
+        assert got == sorted(int(t) for t in wanted)
+        with fits.open(hp_coadd) as c:
+            fm_ids = list(c["FIBERMAP"].data["TARGETID"])
+            for i, t in enumerate(f[group_path(HEALPIX)]["coadds/TARGETID"][...]):
+                j = fm_ids.index(t)
+                assert np.array_equal(f[group_path(HEALPIX)]["z/FLUX"][i], c["Z_FLUX"].data[j])
+                assert np.array_equal(f[group_path(HEALPIX)]["b/RESOLUTION"][i], c["B_RESOLUTION"].data[j])
+                k = list(df.TARGETID).index(t)
+                assert np.array_equal(df.r_flux[k], c["R_FLUX"].data[j])
+    p = run([query_bin, "--store", store, "--sql",
+             "SELECT survey, count(*) AS n FROM catalog WHERE z > 0 AND class = 'QSO' GROUP BY survey"], check=True)
+    assert p.stdout.strip().splitlines()[1] == "desi,6"  # every other target of 7 + 4 is a QSO
+
+
+def test_sdss_and_desi_in_one_store_one_query_one_parquet(ingest_bin, query_bin, synth_bin, tmp_path):
+    sdss = tmp_path / "sdss"
+    run([synth_bin, "--plates", "1", "--fibers", "20", "--npix", "500", "--seed", "4", "--out", sdss], check=True)
+    desi = tmp_path / "desi"
+    desi_files.write_pair(desi, HEALPIX, 5, seed=3)
+    store = tmp_path / "store"
+    run([ingest_bin, sdss, desi, store], check=True)
+    cat = pd.read_parquet(store / "catalog.parquet")
+    assert set(cat.survey) == {"sdss4", "desi"}
+    pq, out = tmp_path / "mixed.parquet", tmp_path / "mixed.h5"
+    run([query_bin, "--store", store, "--where", "z >= 0", "--parquet", pq, "-o", out], check=True)
+    df = pd.read_parquet(pq)
+    both = df[df.z.notna()]
+    assert set(both.survey) == {"sdss4", "desi"}
+    sd, de = df[df.survey == "sdss4"], df[df.survey == "desi"]
+    assert sd.flux.notna().all() and sd.b_flux.isna().all()
+    assert de.b_flux.notna().all() and de.flux.isna().all() and len(de) == 5
+    with h5py.File(out) as f:
+        assert group_path(HEALPIX) in f
+        assert len(f[group_path(HEALPIX)]["coadds/TARGET_ROW"]) == 5
+
+
+@pytest.mark.parametrize("how,words", [
+    ("no-z-arm", ["HDU Z_FLUX is missing"]),
+    ("resolution-shape", ["HDU B_RESOLUTION has shape", "[7, 11, 2741]"]),
+    ("wave-length", ["HDU R_FLUX has shape"]),
+])
+def test_a_bad_coadd_is_named_and_writes_nothing(ingest_bin, generated, tmp_path, how, words):
+    _, (hp_coadd, _), _ = generated
+    bad = tmp_path / "in" / hp_coadd.name
+    bad.parent.mkdir()
+    desi_files.damage(hp_coadd, bad, how)
+    store = tmp_path / "store"
+    p = run([ingest_bin, bad, store])
+    assert p.returncode == 1
+    assert str(bad) in p.stderr and all(w in p.stderr for w in words), p.stderr
+    assert "panicked" not in p.stderr
+    assert not list(store.glob("*.h5")) and not list(store.glob("*tmp*"))
+
+
+def test_a_redrock_file_that_does_not_match_its_coadd_is_refused(ingest_bin, generated, tmp_path):
+    _, (hp_coadd, hp_rr), _ = generated
+    store = tmp_path / "store"
+    run([ingest_bin, hp_coadd, store], check=True)
+    before = (store / store_name(HEALPIX)).read_bytes()
+    bad = tmp_path / hp_rr.name
+    desi_files.damage(hp_rr, bad, "redrock-ids")
+    p = run([ingest_bin, bad, store])
+    assert p.returncode == 1 and str(bad) in p.stderr and "REDSHIFTS" in p.stderr, p.stderr
+    assert (store / store_name(HEALPIX)).read_bytes() == before
+    # A redrock file whose coadd is nowhere.
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    _, rr = desi_files.write_pair(lone, TILE, 2, seed=9)
+    p = run([ingest_bin, rr, tmp_path / "store2"])
+    assert p.returncode == 1 and "without its coadd" in p.stderr, p.stderr
+
+
+def test_a_name_that_disagrees_with_the_header_is_refused(ingest_bin, generated, tmp_path):
+    _, (hp_coadd, _), _ = generated
+    wrong = tmp_path / "coadd-main-dark-9558.fits"
+    shutil.copy(hp_coadd, wrong)
+    p = run([ingest_bin, wrong, tmp_path / "store"])
+    assert p.returncode == 1 and "9558" in p.stderr and "9557" in p.stderr, p.stderr
+
+
+def test_spectrum_lists_name_desi_targets_and_their_coadds(ingest_bin, query_bin, generated, tmp_path):
+    d, (hp_coadd, _), (tile_coadd, _) = generated
+    store = tmp_path / "store"
+    run([ingest_bin, d, store], check=True)
+    hp_id = int(fits.getdata(hp_coadd, "FIBERMAP")["TARGETID"][0])
+    tile_id = int(fits.getdata(tile_coadd, "FIBERMAP")["TARGETID"][0])
+    lst = tmp_path / "list.csv"
+    lst.write_text("TARGETID,SURVEY,PROGRAM,TILEID,PETAL\n"
+                   f"{hp_id},main,dark,,\n{tile_id},,,80605,3\n{hp_id},sv1,dark,,\n")
+    p = run([query_bin, "--store", store, "--fibers", lst, "--list"])
+    assert p.returncode == 1, p.stderr  # one listed spectrum is not in the store
+    assert f"TARGETID {hp_id} survey sv1 program dark" in p.stderr
+    got = pd.read_csv(__import__("io").StringIO(p.stdout))
+    assert sorted(got.TARGETID) == sorted([hp_id, tile_id]) and set(got.survey) == {"desi"}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("TARGETID,PETAL\n5,12\n")
+    p = run([query_bin, "--store", store, "--fibers", bad, "--list"])
+    assert p.returncode == 2 and "line 2" in p.stderr and "petal" in p.stderr, p.stderr
