@@ -208,7 +208,7 @@ impl DesiGroup {
     }
 
     /// The number that names the group in catalog keys, below 2 × 10^13: HEALPix coadds
-    /// `survey * 10^6 + program * 10^5 + pixnum`, tile coadds `10^13 + tileid * 10^5 + petal * 10^4
+    /// `survey * 10^6 + program * 10^5 + pixnum`, tile coadds `10^13 + tileid * 10^6 + petal * 10^5
     /// + night`, the night counted in 31-day months from 2019.
     pub fn code(&self) -> i64 {
         match *self {
@@ -224,7 +224,7 @@ impl DesiGroup {
             } => {
                 let (y, m, d) = (night / 10_000, (night / 100) % 100, night % 100);
                 let night_code = i64::from((y - 2019) * 372 + (m - 1) * 31 + (d - 1));
-                TILE_CODE + i64::from(tileid) * 100_000 + i64::from(petal) * 10_000 + night_code
+                TILE_CODE + i64::from(tileid) * 1_000_000 + i64::from(petal) * 100_000 + night_code
             }
         }
     }
@@ -233,7 +233,7 @@ impl DesiGroup {
     pub fn from_code(code: i64) -> Option<Self> {
         if code >= TILE_CODE {
             let rest = code - TILE_CODE;
-            let (tileid, petal, n) = (rest / 100_000, (rest / 10_000) % 10, rest % 10_000);
+            let (tileid, petal, n) = (rest / 1_000_000, (rest / 100_000) % 10, rest % 100_000);
             let (y, m, d) = (2019 + n / 372, (n % 372) / 31 + 1, n % 31 + 1);
             let g = Self::tile(tileid, petal, y * 10_000 + m * 100 + d).ok()?;
             return (g.code() == code).then_some(g);
