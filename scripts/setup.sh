@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libhdf5-openmpi-dev libopenmpi-dev openmpi-bin libcfitsio-dev libclang-dev clang pkg-config hdf5-tools)
+APT_PACKAGES=(libhdf5-openmpi-dev libopenmpi-dev openmpi-bin libcfitsio-dev libclang-dev clang pkg-config hdf5-tools time)
 PY_PACKAGES=(h5py astropy numpy scipy pandas pyarrow duckdb matplotlib pytest specutils)
 
 missing=()

@@ -7,6 +7,7 @@ beside SDSS rows; bad inputs are named and nothing is half-written."""
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import h5py
@@ -300,3 +301,14 @@ def test_spectrum_lists_name_desi_targets_and_their_coadds(ingest_bin, query_bin
     bad.write_text("TARGETID,PETAL\n5,12\n")
     p = run([query_bin, "--store", store, "--fibers", bad, "--list"])
     assert p.returncode == 2 and "line 2" in p.stderr and "petal" in p.stderr, p.stderr
+
+
+def test_the_crossmatch_example_puts_both_surveys_in_one_parquet(repo_root, ingest_bin, tmp_path):
+    p = run([sys.executable, repo_root / "examples" / "sdss_desi_crossmatch.py", tmp_path / "work",
+             tmp_path / "both.png"], check=True, timeout=600)
+    df = pd.read_parquet(tmp_path / "work" / "both.parquet", dtype_backend="numpy_nullable")
+    assert sorted(df.survey) == ["desi"] * 3 + ["sdss4"] * 3, p.stdout
+    desi = df[df.survey == "desi"]
+    fm = fits.getdata(next((tmp_path / "work" / "desi").rglob("coadd-*.fits")), "FIBERMAP")
+    assert sorted(desi.TARGETID) == sorted(int(t) for t in fm["TARGETID"])  # exact 64-bit IDs
+    assert (tmp_path / "both.png").stat().st_size > 10_000

@@ -66,7 +66,7 @@ def subdir(group: dict) -> Path:
 
 
 def write_pair(out: Path, group: dict, targets: int, seed: int, first_id: int = 39_000_000_000_000_000,
-               ra: float | None = None, dec: float | None = None, redrock: bool = True):
+               ra=None, dec=None, redrock: bool = True):
     """Writes coadd-<stem>.fits (and redrock-<stem>.fits) under out/<subdir>; returns their paths."""
     rng = np.random.default_rng(seed)
     ids = first_id + rng.choice(10**6, size=targets, replace=False).astype(np.int64)
@@ -76,7 +76,10 @@ def write_pair(out: Path, group: dict, targets: int, seed: int, first_id: int = 
         hdus = [fits.PrimaryHDU(header=_header(c[0].header, group))]
         fm = _rows(c["FIBERMAP"].data, targets, ids, rng)
         if ra is not None:
-            fm.data["TARGET_RA"] = ra + 1e-4 * np.arange(targets)
+            # One position for all (spread by 1e-4 deg), or one per target.
+            ra, dec = np.broadcast_to(ra, targets), np.broadcast_to(dec, targets)
+            spread = 1e-4 * np.arange(targets) if np.ndim(ra) == 0 or np.all(ra == ra[0]) else 0
+            fm.data["TARGET_RA"] = ra + spread
             fm.data["TARGET_DEC"] = dec
         fm.header.update({k: c["FIBERMAP"].header[k] for k in c["FIBERMAP"].header if k.startswith("TUNIT")})
         fm.name = "FIBERMAP"
@@ -146,3 +149,22 @@ def damage(src: Path, dst: Path, how: str):
     else:
         raise ValueError(how)
     fits.HDUList(hdus).writeto(dst, overwrite=True)
+
+
+def main(argv=None):
+    """`desi_files.py OUT --files N --targets T [--seed S]`: N HEALPix coadds (main/dark, pixels
+    from 9000) of T targets each with their redrock files, in DESI's tree under OUT (for bench/)."""
+    import argparse
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--files", type=int, default=1)
+    ap.add_argument("--targets", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=1)
+    a = ap.parse_args(argv)
+    for i in range(a.files):
+        group = {"survey": "main", "program": "dark", "pixnum": 9000 + i}
+        write_pair(a.out, group, a.targets, seed=a.seed + i, first_id=39_000_000_000_000_000 + i * 10**7)
+
+
+if __name__ == "__main__":
+    main()
