@@ -312,3 +312,29 @@ def test_the_crossmatch_example_puts_both_surveys_in_one_parquet(repo_root, inge
     fm = fits.getdata(next((tmp_path / "work" / "desi").rglob("coadd-*.fits")), "FIBERMAP")
     assert sorted(desi.TARGETID) == sorted(int(t) for t in fm["TARGETID"])  # exact 64-bit IDs
     assert (tmp_path / "both.png").stat().st_size > 10_000
+
+
+def test_a_zpix_catalog_gives_redshifts_to_coadds_without_redrock_files(ingest_bin, generated, tmp_path):
+    d, (hp_coadd, hp_rr), _ = generated
+    store = tmp_path / "store"
+    run([ingest_bin, hp_coadd, store], check=True)
+    zpix = tmp_path / "zpix-main-dark.fits"
+    desi_files.write_zpix(zpix, [(HEALPIX, hp_rr)])
+    p = run([ingest_bin, zpix, store], check=True)
+    assert "1 store files" in p.stderr, p.stderr
+    zcat = fits.getdata(zpix, "ZCATALOG")
+    cat = pd.read_parquet(store / "catalog.parquet", dtype_backend="numpy_nullable").sort_values("TARGETID")
+    o = np.argsort(zcat["TARGETID"])
+    assert list(cat.TARGETID) == list(zcat["TARGETID"][o])
+    assert list(cat.z) == list(zcat["Z"][o].astype(np.float32))
+    assert list(cat["class"]) == [s.strip() for s in zcat["SPECTYPE"][o]]
+    assert list(cat.specprimary) == list(zcat["ZCAT_PRIMARY"][o])
+    assert list(cat.ZCAT_NSPEC) == list(zcat["ZCAT_NSPEC"][o])
+    with h5py.File(store / store_name(HEALPIX)) as f:
+        t = f[group_path(HEALPIX)]["zcatalog"][...]
+        assert list(t["TARGET_ROW"]) == list(range(1, len(zcat) + 1))
+        for col in zcat.columns.names:
+            same_values(t[col], zcat[col][o], f"zcatalog.{col}")
+    # A coadd with a zcatalog in one run: no warning about its missing redrock file.
+    p = run([ingest_bin, hp_coadd, zpix, tmp_path / "store2"], check=True)
+    assert "warning" not in p.stderr, p.stderr

@@ -62,13 +62,14 @@ pub const CATALOGID: &str = "catalogid";
 
 /// The tables whose columns the catalog carries, in the order of precedence for names: SDSS's,
 /// then DESI's.
-pub const TABLES: [PlateTable; 6] = [
+pub const TABLES: [PlateTable; 7] = [
     PlateTable::Spall,
     PlateTable::Zbest,
     PlateTable::Plugmap,
     PlateTable::Fibermap,
     PlateTable::Redshifts,
     PlateTable::Scores,
+    PlateTable::Zcatalog,
 ];
 
 /// Where a derived column's value comes from.
@@ -115,7 +116,9 @@ impl DerivedType {
     }
 }
 
-use PlateTable::{Fibermap as Fm, Plugmap as P, Redshifts as Rs, Spall as S, Zbest as Zb};
+use PlateTable::{
+    Fibermap as Fm, Plugmap as P, Redshifts as Rs, Spall as S, Zbest as Zb, Zcatalog as Zc,
+};
 
 /// The derived columns, in the order of the catalog (the SDSS-I–IV ones first, as before SDSS-V
 /// entered the store; those of later surveys after them).
@@ -154,31 +157,31 @@ pub const DERIVED: [Derived; 20] = [
     table(
         CLASS,
         DerivedType::Utf8,
-        &[(S, "CLASS"), (Zb, "CLASS"), (Rs, "SPECTYPE")],
+        &[(S, "CLASS"), (Zb, "CLASS"), (Rs, "SPECTYPE"), (Zc, "SPECTYPE")],
         "spectral class: GALAXY, QSO, STAR (spall, else zbest; DESI redshifts SPECTYPE)",
     ),
     table(
         SUBCLASS,
         DerivedType::Utf8,
-        &[(S, "SUBCLASS"), (Zb, "SUBCLASS"), (Rs, "SUBTYPE")],
+        &[(S, "SUBCLASS"), (Zb, "SUBCLASS"), (Rs, "SUBTYPE"), (Zc, "SUBTYPE")],
         "spectral subclass (DESI SUBTYPE)",
     ),
     table(
         Z,
         DerivedType::Float32,
-        &[(S, "Z"), (Zb, "Z"), (Rs, "Z")],
+        &[(S, "Z"), (Zb, "Z"), (Rs, "Z"), (Zc, "Z")],
         "redshift (DESI: redshifts Z, float64 there)",
     ),
     table(
         Z_ERR,
         DerivedType::Float32,
-        &[(S, "Z_ERR"), (Zb, "Z_ERR"), (Rs, "ZERR")],
+        &[(S, "Z_ERR"), (Zb, "Z_ERR"), (Rs, "ZERR"), (Zc, "ZERR")],
         "redshift error (DESI ZERR)",
     ),
     table(
         ZWARNING,
         DerivedType::Int32,
-        &[(S, "ZWARNING"), (Zb, "ZWARNING"), (Rs, "ZWARN")],
+        &[(S, "ZWARNING"), (Zb, "ZWARNING"), (Rs, "ZWARN"), (Zc, "ZWARN")],
         "redshift warning bits (0: good; DESI ZWARN)",
     ),
     table(
@@ -190,8 +193,8 @@ pub const DERIVED: [Derived; 20] = [
     table(
         SPECPRIMARY,
         DerivedType::Boolean,
-        &[(S, "SPECPRIMARY"), (Zb, "SPECPRIMARY")],
-        "the best spectrum of its object",
+        &[(S, "SPECPRIMARY"), (Zb, "SPECPRIMARY"), (Zc, "ZCAT_PRIMARY")],
+        "the best spectrum of its object (DESI: zcatalog ZCAT_PRIMARY)",
     ),
     table(
         SN_MEDIAN_ALL,
@@ -332,10 +335,19 @@ pub const MERGED_DESI: [(PlateTable, &str); 7] = [
     (PlateTable::Scores, model::desi::TARGETID),
 ];
 
+/// The columns of a DESI zcatalog the catalog carries: its own (ZCAT_NSPEC, ZCAT_PRIMARY, SV_…);
+/// the others repeat the redrock REDSHIFTS and FIBERMAP columns (the derived columns take z,
+/// class, … from it when a coadd has no redrock file).
+fn zcatalog_own(column: &str) -> bool {
+    let c = column.to_ascii_uppercase();
+    c.starts_with("ZCAT_") || c.starts_with("SV_")
+}
+
 /// True for table columns the catalog does not carry because a derived column (or another table)
 /// holds them.
 pub fn is_merged(table: PlateTable, column: &str) -> bool {
     (table == PlateTable::Spall && MERGED.iter().any(|m| m.eq_ignore_ascii_case(column)))
+        || (table == PlateTable::Zcatalog && !zcatalog_own(column))
         || MERGED_DESI
             .iter()
             .any(|(t, c)| *t == table && c.eq_ignore_ascii_case(column))

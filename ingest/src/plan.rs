@@ -87,6 +87,8 @@ pub struct Plan {
     pub spall: Vec<SpAllIndex>,
     /// SDSS-V spAll indices, cut likewise to the field-MJDs.
     pub spall5: Vec<sdss5::spall::SpAllIndex>,
+    /// DESI zcatalog indices, cut likewise to the DESI coadds.
+    pub zcat: Vec<crate::desi::zcat::ZcatIndex>,
     pub failures: Vec<Failure>,
     pub files_found: usize,
 }
@@ -215,6 +217,16 @@ pub fn plan(files: Vec<PathBuf>, store_dir: &Path) -> Plan {
             Err(e) => failures.push((&e).into()),
         }
     }
+    let mut zcat = Vec::new();
+    for path in files
+        .iter()
+        .filter(|p| crate::desi::zcat::claims_name(&file_name(p)))
+    {
+        match crate::desi::zcat::ZcatIndex::read(path) {
+            Ok(index) => zcat.push(index),
+            Err(e) => failures.push((&e).into()),
+        }
+    }
     let covered: BTreeSet<GroupId> = spall
         .iter()
         .flat_map(|s| s.rows.iter().map(|(id, _)| GroupId::Plate(id.plate_mjd())))
@@ -222,6 +234,10 @@ pub fn plan(files: Vec<PathBuf>, store_dir: &Path) -> Plan {
             spall5
                 .iter()
                 .flat_map(|s| s.groups().into_iter().map(GroupId::Field)),
+        )
+        .chain(
+            zcat.iter()
+                .flat_map(|z| z.groups().into_iter().map(GroupId::Desi)),
         )
         .collect();
     for g in covered {
@@ -244,6 +260,16 @@ pub fn plan(files: Vec<PathBuf>, store_dir: &Path) -> Plan {
     for index in &mut spall5 {
         index.retain_groups(&planned_fields);
     }
+    let planned_desi: BTreeSet<model::DesiGroup> = by_group
+        .keys()
+        .filter_map(|g| match g {
+            GroupId::Desi(d) => Some(*d),
+            _ => None,
+        })
+        .collect();
+    for index in &mut zcat {
+        index.retain_groups(&planned_desi);
+    }
     let units = by_group
         .into_iter()
         .map(|(group, files)| Unit { group, files })
@@ -252,6 +278,7 @@ pub fn plan(files: Vec<PathBuf>, store_dir: &Path) -> Plan {
         units,
         spall,
         spall5,
+        zcat,
         failures,
         files_found,
     }

@@ -46,6 +46,7 @@ impl Counters {
 pub struct Catalogs<'a> {
     pub spall: &'a [SpAllIndex],
     pub spall5: &'a [crate::sdss5::spall::SpAllIndex],
+    pub zcat: &'a [crate::desi::zcat::ZcatIndex],
 }
 
 impl<'a> Catalogs<'a> {
@@ -54,6 +55,7 @@ impl<'a> Catalogs<'a> {
         Self {
             spall: &plan.spall,
             spall5: &plan.spall5,
+            zcat: &plan.zcat,
         }
     }
 }

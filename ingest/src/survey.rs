@@ -72,10 +72,12 @@ pub fn survey_of(group: &GroupId) -> &'static dyn Survey {
 }
 
 /// What a file is, by the survey that recognises it: first by name, then by content. `None` for
-/// catalog files (spAll), which the plan indexes on its own.
+/// catalog files (spAll, DESI zcatalogs), which the plan indexes on its own.
 pub fn identify_file(path: &Path) -> Option<Result<(InputFile, GroupId), InputError>> {
     let name = file_name(path);
-    if InputKind::from_file_name(&name) == Some(InputKind::SpAll) {
+    if InputKind::from_file_name(&name) == Some(InputKind::SpAll)
+        || crate::desi::zcat::claims_name(&name)
+    {
         return None;
     }
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);

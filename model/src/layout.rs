@@ -120,11 +120,13 @@ pub enum PlateTable {
     Redshifts,
     /// DESI: redrock HDU `TSNR2`.
     Tsnr2,
+    /// DESI: the rows of a zcatalog (zpix, zall-pix HDU `ZCATALOG`) of the group's targets.
+    Zcatalog,
 }
 
 impl PlateTable {
     /// Every table, in the order they are written.
-    pub const ALL: [PlateTable; 10] = [
+    pub const ALL: [PlateTable; 11] = [
         Self::Plugmap,
         Self::Spall,
         Self::Zline,
@@ -135,6 +137,7 @@ impl PlateTable {
         Self::Scores,
         Self::Redshifts,
         Self::Tsnr2,
+        Self::Zcatalog,
     ];
 
     /// DESI's tables: from the coadd file, then from the redrock file.
@@ -154,6 +157,7 @@ impl PlateTable {
             Self::Scores => "scores",
             Self::Redshifts => "redshifts",
             Self::Tsnr2 => "tsnr2",
+            Self::Zcatalog => "zcatalog",
         }
     }
 

@@ -168,3 +168,24 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
+
+
+def write_zpix(path: Path, pairs):
+    """A zpix file (HDU ZCATALOG: the REDSHIFTS rows of the redrock files joined with their FIBERMAP,
+    plus SURVEY, PROGRAM, HEALPIX, ZCAT_NSPEC, ZCAT_PRIMARY) of HEALPix (group, redrock) pairs."""
+    from astropy.table import Table, hstack, vstack
+    parts = []
+    for group, redrock in pairs:
+        z = Table(fits.getdata(redrock, "REDSHIFTS"))
+        fm = Table(fits.getdata(redrock, "FIBERMAP"))
+        fm.remove_column("TARGETID")
+        t = hstack([z, fm])
+        n = len(t)
+        t["SURVEY"] = [group["survey"]] * n
+        t["PROGRAM"] = [group["program"]] * n
+        t["HEALPIX"] = np.full(n, group["pixnum"], dtype=np.int32)
+        t["ZCAT_NSPEC"] = np.ones(n, dtype=np.int16)
+        t["ZCAT_PRIMARY"] = np.arange(n) % 3 != 0
+        parts.append(t)
+    hdu = fits.BinTableHDU(vstack(parts), name="ZCATALOG")
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path, overwrite=True)

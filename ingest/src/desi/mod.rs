@@ -5,11 +5,13 @@
 //!
 //! A redrock file completes its coadd's group whenever it arrives: with the coadd in one run, or
 //! later, into the store file the coadd made. A coadd whose redrock file is absent ingests with
-//! no redshift tables and one warning.
+//! no redshift tables and one warning. The HEALPix zcatalogs (zpix, zall-pix) give the `zcatalog` table
+//! of the groups of this run and of the store their rows are of ([`zcat`]).
 
 pub mod decode;
 pub mod group;
 pub mod identify;
+pub mod zcat;
 
 use std::path::{Path, PathBuf};
 
@@ -63,12 +65,12 @@ impl Survey for Desi {
         Vec::new()
     }
 
-    fn decode(&self, unit: &Unit, writer: &StoreWriter, _catalogs: &Catalogs) -> Decoded {
+    fn decode(&self, unit: &Unit, writer: &StoreWriter, catalogs: &Catalogs) -> Decoded {
         let GroupId::Desi(g) = unit.group else {
             return Decoded::default();
         };
         let store_path = writer.dir().join(unit.group.store_file_name());
-        decode_unit(g, &unit.files, &store_path)
+        decode_unit(g, &unit.files, &store_path, catalogs.zcat)
     }
 }
 
@@ -95,6 +97,35 @@ impl Pending for Prepared {
     }
 }
 
+/// Adds the rows the first zcatalog with rows of the group's targets has; true if it did.
+fn add_zcatalog_rows(
+    group: DesiGroup,
+    merged: &mut MergedGroup,
+    zcats: &[zcat::ZcatIndex],
+    d: &mut Decoded,
+) -> bool {
+    let ids = group::targetids(merged);
+    let row_of: std::collections::HashMap<i64, i32> = ids.iter().copied().zip(1..).collect();
+    let wanted: std::collections::HashSet<i64> = ids.into_iter().collect();
+    for z in zcats {
+        let _guard = cfitsio_guard();
+        match z.read_rows(group, &wanted) {
+            Ok(None) => continue,
+            Ok(Some(rows)) => {
+                // Rows of targets the coadd has (read_rows picked those): keyed, never absent.
+                if let Ok(t) = group::keyed(&rows, &row_of) {
+                    merged
+                        .tables
+                        .push((PlateTable::Zcatalog.name().to_string(), t));
+                    return true;
+                }
+            }
+            Err(e) => d.failures.push((&e).into()),
+        }
+    }
+    false
+}
+
 enum Read {
     Coadd(decode::CoaddFile),
     Redrock(decode::RedrockFile),
@@ -114,8 +145,14 @@ fn read_file(f: &InputFile) -> Result<Read, InputError> {
 
 /// Decodes the files of one DESI group (in parallel) and merges them with its store file: the
 /// store's coadd (else the first in path order) is kept, a differing one reported as a conflict;
-/// redrock tables are added when the group has none, compared when it has.
-pub fn decode_unit(group: DesiGroup, files: &[InputFile], store_path: &Path) -> Decoded {
+/// redrock tables are added when the group has none, compared when it has; a group without a
+/// `zcatalog` table gets the rows the zcatalogs have of its targets.
+pub fn decode_unit(
+    group: DesiGroup,
+    files: &[InputFile],
+    store_path: &Path,
+    zcats: &[zcat::ZcatIndex],
+) -> Decoded {
     let mut d = Decoded::default();
     let gid = GroupId::Desi(group);
     let mut base: Option<(MergedGroup, String)> = None;
@@ -214,8 +251,13 @@ pub fn decode_unit(group: DesiGroup, files: &[InputFile], store_path: &Path) -> 
             }
         }
     }
+    if merged.table(PlateTable::Zcatalog.name()).is_none() {
+        changed |= add_zcatalog_rows(group, &mut merged, zcats, &mut d);
+    }
     if let Some(coadd) = coadd_in_run {
-        if merged.table(PlateTable::Redshifts.name()).is_none() {
+        if merged.table(PlateTable::Redshifts.name()).is_none()
+            && merged.table(PlateTable::Zcatalog.name()).is_none()
+        {
             eprintln!(
                 "boss-ingest: warning: {}: no redrock file ({}); its redshift columns stay empty until one is ingested",
                 coadd.display(),
