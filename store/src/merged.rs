@@ -337,27 +337,39 @@ impl SpectraRows {
     }
 }
 
+/// The block `block` of `group`, its row keys, and the index of each of the row keys `rows` in
+/// them (a row key the block lacks is an error).
+fn block_rows(
+    file: &hdf5::File,
+    group: GroupId,
+    block: &str,
+    rows: &[i64],
+) -> Result<(Group, Vec<i64>, Vec<usize>)> {
+    let top = file.group(&group.path())?;
+    let key = read_str_attr(&top, sdss5::ROW_KEY_ATTR)
+        .ok_or_else(|| MergedError::Layout(format!("{} has no ROW_KEY", group.path())))?;
+    let g = top.group(block)?;
+    let keys = int_array(&g, &key)?;
+    let index: std::collections::HashMap<i64, usize> =
+        keys.iter().enumerate().map(|(i, &k)| (k, i)).collect();
+    let picked = rows
+        .iter()
+        .map(|k| {
+            index.get(k).copied().ok_or_else(|| {
+                MergedError::Layout(format!("{key} {k} is not in {}/{block}", group.path()))
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok((g, keys, picked))
+}
+
 /// Reads the real pixels (PIX0..PIX0+NPIX) of the rows `rows` (row keys) of the `coadds` block
 /// of `group`, every 4-byte per-pixel array; a row key the block lacks is an error.
 pub fn read_rows(path: &Path, group: GroupId, rows: &[i64]) -> Result<SpectraRows> {
     let file = hdf5::File::open(path)?;
-    let top = file.group(&group.path())?;
-    let key = read_str_attr(&top, sdss5::ROW_KEY_ATTR)
-        .ok_or_else(|| MergedError::Layout(format!("{} has no ROW_KEY", group.path())))?;
-    let coadds = top.group(layout::COADDS)?;
-    let keys = int_array(&coadds, &key)?;
+    let (coadds, keys, picked) = block_rows(&file, group, layout::COADDS, rows)?;
     let pix0 = int_array(&coadds, layout::PIX0)?;
     let npix = int_array(&coadds, layout::NPIX)?;
-    let index: std::collections::HashMap<i64, usize> =
-        keys.iter().enumerate().map(|(i, &k)| (k, i)).collect();
-    let picked: Vec<usize> = rows
-        .iter()
-        .map(|k| {
-            index.get(k).copied().ok_or_else(|| {
-                MergedError::Layout(format!("{key} {k} is not in {}/coadds", group.path()))
-            })
-        })
-        .collect::<Result<_>>()?;
     let mut out = SpectraRows {
         lengths: picked.iter().map(|&r| npix[r].max(0) as usize).collect(),
         columns: Vec::new(),
@@ -398,21 +410,7 @@ pub fn read_block_rows(
     rows: &[i64],
 ) -> Result<Vec<Array>> {
     let file = hdf5::File::open(path)?;
-    let top = file.group(&group.path())?;
-    let key = read_str_attr(&top, sdss5::ROW_KEY_ATTR)
-        .ok_or_else(|| MergedError::Layout(format!("{} has no ROW_KEY", group.path())))?;
-    let g = top.group(block)?;
-    let keys = int_array(&g, &key)?;
-    let index: std::collections::HashMap<i64, usize> =
-        keys.iter().enumerate().map(|(i, &k)| (k, i)).collect();
-    let picked: Vec<usize> = rows
-        .iter()
-        .map(|k| {
-            index.get(k).copied().ok_or_else(|| {
-                MergedError::Layout(format!("{key} {k} is not in {}/{block}", group.path()))
-            })
-        })
-        .collect::<Result<_>>()?;
+    let (g, keys, picked) = block_rows(&file, group, block, rows)?;
     let mut out = Vec::new();
     for name in g.member_names()? {
         let ds = g.dataset(&name)?;

@@ -230,7 +230,12 @@ pub fn decode_coadd(path: &Path) -> Result<CoaddFile, InputError> {
     for t in [PlateTable::ExpFibermap, PlateTable::Scores] {
         let name = t.extname();
         if let Some(table) = read_table(path, &mut f, &name, false)? {
-            let ids = table.key_values(TARGETID).unwrap_or_default();
+            let ids = table.key_values(TARGETID).ok_or_else(|| {
+                desi(
+                    path,
+                    format!("HDU {name}: column TARGETID is not an integer"),
+                )
+            })?;
             if let Some(bad) = ids.iter().find(|i| !known.contains(i)) {
                 return Err(desi(
                     path,
