@@ -15,6 +15,7 @@ and plots, for each target, the SDSS spectrum (`wave`, `flux`) and the DESI one 
 and a targets.csv of the objects wanted (any CSV with ra, dec columns).
 """
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / "target" / "release"
+# The binaries: BOSS_BIN_DIR if set (as for the tests), else this checkout's target/release.
+BIN = Path(os.environ["BOSS_BIN_DIR"]) if os.environ.get("BOSS_BIN_DIR") else ROOT / "target" / "release"
 sys.path.insert(0, str(ROOT / "tests" / "clients"))
 import desi_files  # noqa: E402
 
