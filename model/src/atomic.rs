@@ -89,6 +89,77 @@ impl Drop for AtomicFile {
     }
 }
 
+/// A directory filled under a temporary name (the staging directory of a directory output) and the
+/// files that may appear in it. The files and the directory are registered like temporary files:
+/// removed — the files, then the directory — when this is dropped without commit, when the process
+/// is ended by SIGTERM, SIGINT or SIGHUP, and by [`remove_registered`]. Every rank of a job holds
+/// one for the same directory, so whichever rank survives a killed one cleans up.
+#[derive(Debug)]
+pub struct TempDir {
+    dir: PathBuf,
+    files: Vec<PathBuf>,
+    armed: bool,
+}
+
+impl TempDir {
+    /// Registers `dir` (created elsewhere, or by this call with `create`) and the `files` that may
+    /// appear in it.
+    pub fn new(dir: &Path, files: Vec<PathBuf>, create: bool) -> io::Result<Self> {
+        if create {
+            std::fs::create_dir(dir)?;
+        }
+        for f in &files {
+            register(f);
+        }
+        register(dir);
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            files,
+            armed: true,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Makes the directory durable and puts it under `dest` (a new path or an empty directory).
+    pub fn commit(mut self, dest: &Path) -> io::Result<()> {
+        sync_dir(&self.dir)?;
+        std::fs::rename(&self.dir, dest)?;
+        sync_dir(parent_dir(dest))?;
+        self.forget();
+        Ok(())
+    }
+
+    /// Forgets the directory without removing it (another rank of the job committed it).
+    pub fn disarm(mut self) {
+        self.forget();
+    }
+
+    fn forget(&mut self) {
+        if self.armed {
+            for f in &self.files {
+                unregister(f);
+            }
+            unregister(&self.dir);
+            self.armed = false;
+        }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if self.armed {
+            for f in &self.files {
+                let _ = std::fs::remove_file(f);
+            }
+            let _ = std::fs::remove_dir(&self.dir);
+            self.forget();
+        }
+    }
+}
+
 /// Writes `dest` durably with `write`, which gets the open temporary file.
 pub fn write_with(dest: &Path, write: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
     let w = AtomicFile::new(dest);
@@ -200,11 +271,15 @@ fn publish(paths: &[PathBuf]) {
     SNAPSHOT.store(Box::into_raw(Box::new(snapshot)), Ordering::SeqCst);
 }
 
-/// Removes every registered temporary file of this process (before an abort of the job).
+/// Removes every registered temporary file, then every registered temporary directory, of this
+/// process (before an abort of the job).
 pub fn remove_registered() {
     let r = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
     for p in r.iter() {
         let _ = std::fs::remove_file(p);
+    }
+    for p in r.iter() {
+        let _ = std::fs::remove_dir(p);
     }
 }
 
@@ -215,14 +290,18 @@ fn install_handlers() {
             signal_hook::consts::SIGINT,
             signal_hook::consts::SIGHUP,
         ] {
-            // SAFETY: the handler only loads an atomic pointer, calls unlink(2) on NUL-terminated
-            // strings that are never freed, and _exit(2): all async-signal-safe.
+            // SAFETY: the handler only loads an atomic pointer, calls unlink(2) and rmdir(2) on
+            // NUL-terminated strings that are never freed, and _exit(2): all async-signal-safe.
+            // Files first, then directories (rmdir of a file, unlink of a directory fail harmlessly).
             let _ = unsafe {
                 signal_hook::low_level::register(sig, move || {
                     let p = SNAPSHOT.load(Ordering::SeqCst);
                     if !p.is_null() {
                         for c in (*p).iter() {
                             libc::unlink(c.as_ptr());
+                        }
+                        for c in (*p).iter() {
+                            libc::rmdir(c.as_ptr());
                         }
                     }
                     libc::_exit(128 + sig);
@@ -235,6 +314,34 @@ fn install_handlers() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_temp_dir_is_removed_with_its_files_unless_committed() {
+        let root = tempfile::tempdir().unwrap();
+        let staging = root.path().join(".out.tmp-h-1");
+        let part = staging.join("part-00000.parquet");
+        let d = TempDir::new(&staging, vec![part.clone()], true).unwrap();
+        std::fs::write(&part, b"x").unwrap();
+        drop(d);
+        assert!(
+            !staging.exists(),
+            "an uncommitted directory is removed with its files"
+        );
+
+        let d = TempDir::new(&staging, vec![part.clone()], true).unwrap();
+        std::fs::write(&part, b"x").unwrap();
+        let dest = root.path().join("out");
+        d.commit(&dest).unwrap();
+        assert_eq!(
+            std::fs::read(dest.join("part-00000.parquet")).unwrap(),
+            b"x"
+        );
+        let registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(
+            !registry.iter().any(|p| p.starts_with(root.path())),
+            "a committed directory is forgotten"
+        );
+    }
 
     #[test]
     fn commit_renames_and_drop_cleans_up() {

@@ -452,9 +452,39 @@ pub fn partition_by_weight(weights: &[u64], parts: usize) -> Vec<usize> {
     owner
 }
 
+/// The owner of each item when `parts` ranks take contiguous runs of items of about equal total
+/// weight (rank 0 the first run): what keeps directory outputs in key order across their parts.
+pub fn partition_contiguous(weights: &[u64], parts: usize) -> Vec<usize> {
+    let parts = parts.max(1) as u128;
+    let total: u128 = weights.iter().map(|&w| u128::from(w.max(1))).sum();
+    let mut before = 0u128;
+    weights
+        .iter()
+        .map(|&w| {
+            let w = u128::from(w.max(1));
+            // The part holding this item's middle.
+            let owner = ((2 * before + w) * parts / (2 * total)).min(parts - 1);
+            before += w;
+            owner as usize
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contiguous_partitions_are_ordered_and_balanced() {
+        assert_eq!(partition_contiguous(&[1, 1, 1, 1], 2), vec![0, 0, 1, 1]);
+        assert_eq!(partition_contiguous(&[5, 5], 1), vec![0, 0]);
+        assert_eq!(partition_contiguous(&[10, 1, 1, 1], 2), vec![0, 1, 1, 1]);
+        assert_eq!(partition_contiguous(&[], 3), Vec::<usize>::new());
+        let owner = partition_contiguous(&[3; 100], 4);
+        assert!(owner.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(owner.iter().filter(|&&o| o == 3).count(), 25);
+        assert_eq!(partition_contiguous(&[1], 4), vec![2]); // the part holding its middle
+    }
 
     #[test]
     fn partitions_balance_weight() {
