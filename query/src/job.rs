@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::engine::{run_query, IoMode, Phases, QueryOptions, QueryReport};
 use crate::error::{QueryError, Result};
-use crate::export::{export, ExportOptions, ExportReport, SpectralColumn};
+use crate::export::{export, parts, ExportOptions, ExportReport, ParquetCodec, SpectralColumn};
 use crate::selection::{self, Ask, CatalogSource, IdReport, MatchReport, MatchRequest};
 
 /// What a user asked for.
@@ -36,6 +36,10 @@ pub struct Request {
     pub arrow: Option<PathBuf>,
     pub parquet: Option<PathBuf>,
     pub columns: Vec<SpectralColumn>,
+    /// The compression of Parquet exports.
+    pub codec: ParquetCodec,
+    /// Exports in the nested form (a struct-of-lists column per spectrum).
+    pub nested: bool,
     pub io: IoMode,
     /// The layout of the HDF5 output (None: the store's).
     pub layout: Option<model::layout::Layout>,
@@ -178,6 +182,9 @@ impl Request {
                 return invalid("nothing selects fibers: give --fibers LIST, --where EXPR, --match TARGETS, --ids FILE and/or a filter (--cone, --z-min, --z-max, --class, --zwarning-zero, --primary)".into());
             }
         }
+        if self.nested && !(self.arrow.is_some() || self.parquet.is_some()) {
+            return invalid("--nested is a form of the export: give --parquet or --arrow".into());
+        }
         if !self.store.is_dir() {
             return invalid(format!(
                 "{}: the store directory does not exist",
@@ -215,7 +222,16 @@ impl Request {
             if seen.contains(&r) {
                 return invalid(format!("{}: given as two outputs", out.display()));
             }
-            if self.keep.is_some() && Some(out) == self.output.as_ref() {
+            let hdf5 = Some(out) == self.output.as_ref();
+            if !hdf5 && parts::is_directory_form(out) {
+                if self.sql.is_some() {
+                    return invalid(format!(
+                        "{}: --sql writes one Parquet file, not a directory",
+                        out.display()
+                    ));
+                }
+                parts::check_directory_output(&r, self.force).map_err(QueryError::Invalid)?;
+            } else if self.keep.is_some() && hdf5 {
                 if !r.is_file() {
                     return invalid(format!(
                         "{}: --update and --add need an existing output to bring up to date",
@@ -405,6 +421,8 @@ pub fn run(job: &Job, req: &Request) -> Result<Summary> {
                 arrow: req.arrow.clone(),
                 parquet: req.parquet.clone(),
                 columns,
+                codec: req.codec,
+                nested: req.nested,
             };
             summary.export = Some(export(job, &req.store, subset, &opts)?);
         }

@@ -55,6 +55,8 @@ fn request(store: &Path) -> Request {
         arrow: None,
         parquet: None,
         columns: Vec::new(),
+        codec: Default::default(),
+        nested: false,
         io: IoMode::Independent,
         layout: None,
         force: false,

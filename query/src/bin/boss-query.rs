@@ -13,7 +13,7 @@ use clap::Parser;
 use model::message::one_line;
 use query::engine::IoMode;
 use query::error::QueryError;
-use query::export::SpectralColumn;
+use query::export::{ParquetCodec, SpectralColumn};
 use query::job::{Keep, Request, Summary};
 use query::selection::MatchRequest;
 use ranks::Job;
@@ -87,12 +87,22 @@ struct Args {
     /// Output HDF5 file.
     #[arg(short, long, value_name = "OUT.h5")]
     output: Option<PathBuf>,
-    /// Export to an Arrow IPC file (pandas.read_feather opens it).
-    #[arg(long, value_name = "OUT.arrow")]
+    /// Export to an Arrow IPC file (pandas.read_feather opens it), or with a path ending in / to a
+    /// directory where every rank writes its part (pyarrow.dataset.dataset(DIR, format="arrow")).
+    #[arg(long, value_name = "OUT.arrow|DIR/")]
     arrow: Option<PathBuf>,
-    /// Export to a Parquet file (pandas.read_parquet opens it).
-    #[arg(long, value_name = "OUT.parquet")]
+    /// Export to a Parquet file, or with a path ending in / to a directory where every rank writes
+    /// its part; pandas.read_parquet opens either, DuckDB reads read_parquet('DIR/*.parquet').
+    #[arg(long, value_name = "OUT.parquet|DIR/")]
     parquet: Option<PathBuf>,
+    /// Export in the nested form (LSDB / nested-pandas): each row's spectral arrays as one
+    /// struct-of-lists column, `spectrum` for SDSS, `spectrum_b`, `spectrum_r`, `spectrum_z` for DESI's arms
+    /// (nested_pandas.read_parquet opens them as nested columns).
+    #[arg(long)]
+    nested: bool,
+    /// Compression of the Parquet export's pages.
+    #[arg(long, value_enum, default_value_t = ParquetCodec::default(), value_name = "CODEC")]
+    parquet_codec: ParquetCodec,
     /// Spectral columns to export (default: all).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "COLUMNS")]
     columns: Vec<SpectralColumn>,
@@ -146,6 +156,8 @@ impl Args {
             arrow: self.arrow.clone(),
             parquet: self.parquet.clone(),
             columns: self.columns.clone(),
+            codec: self.parquet_codec,
+            nested: self.nested,
             io: self.io,
             layout: self.layout,
             force: self.force,
