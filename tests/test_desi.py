@@ -338,3 +338,93 @@ def test_a_zpix_catalog_gives_redshifts_to_coadds_without_redrock_files(ingest_b
     # A coadd with a zcatalog in one run: no warning about its missing redrock file.
     p = run([ingest_bin, hp_coadd, zpix, tmp_path / "store2"], check=True)
     assert "warning" not in p.stderr, p.stderr
+
+
+def test_a_fibermap_with_a_targetid_twice_is_refused(ingest_bin, generated, tmp_path):
+    _, (hp_coadd, _), _ = generated
+    bad = tmp_path / "in" / hp_coadd.name
+    bad.parent.mkdir()
+    desi_files.damage(hp_coadd, bad, "duplicate-targetid")
+    p = run([ingest_bin, bad, tmp_path / "store"])
+    assert p.returncode == 1, p.stderr
+    assert str(bad) in p.stderr and "HDU FIBERMAP" in p.stderr and "rows 1 and 2" in p.stderr, p.stderr
+    assert "panicked" not in p.stderr
+    assert not list((tmp_path / "store").glob("*.h5"))
+
+
+def test_two_differing_copies_of_a_coadd_are_one_conflict_and_the_first_is_kept(ingest_bin, generated, tmp_path):
+    _, (hp_coadd, _), _ = generated
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    shutil.copy(hp_coadd, first / hp_coadd.name)
+    desi_files.damage(hp_coadd, second / hp_coadd.name, "flux-value")
+    store = tmp_path / "store"
+    p = run([ingest_bin, "--json", first, second, store])
+    assert p.returncode == 0, p.stderr
+    (c,) = __import__("json").loads(p.stdout)["conflicts"]
+    assert c["rule"] == "first_input" and str(first) in c["kept"] and str(second) in c["dropped"], c
+    with h5py.File(store / store_name(HEALPIX)) as f:
+        compare_group(f[group_path(HEALPIX)], hp_coadd, None)
+    # The same against the store: the store's copy stays, byte for byte.
+    before = (store / store_name(HEALPIX)).read_bytes()
+    p = run([ingest_bin, "--json", second, store])
+    assert p.returncode == 0, p.stderr
+    (c,) = __import__("json").loads(p.stdout)["conflicts"]
+    assert c["rule"] == "store_first", c
+    assert (store / store_name(HEALPIX)).read_bytes() == before
+
+
+def test_a_target_in_a_healpix_and_a_tile_coadd_is_two_spectra(ingest_bin, query_bin, tmp_path):
+    d = tmp_path / "desi"
+    (hp_coadd, _) = desi_files.write_pair(d, HEALPIX, 3, seed=5, first_id=39_200_000_000_000_000)
+    (tile_coadd, _) = desi_files.write_pair(d, TILE, 3, seed=5, first_id=39_200_000_000_000_000)
+    # The same targets (same seed and first_id), spectra that differ in one value.
+    changed = tmp_path / "changed.fits"
+    desi_files.damage(tile_coadd, changed, "flux-value")
+    shutil.move(changed, tile_coadd)
+    ids = fits.getdata(hp_coadd, "FIBERMAP")["TARGETID"]
+    assert list(ids) == list(fits.getdata(tile_coadd, "FIBERMAP")["TARGETID"])
+    store = tmp_path / "store"
+    run([ingest_bin, d, store], check=True)
+    lst = tmp_path / "ids.csv"
+    lst.write_text(f"TARGETID\n{int(ids[0])}\n")
+    arrow = tmp_path / "both.arrow"
+    run([query_bin, "--store", store, "--fibers", lst, "--arrow", arrow], check=True)
+    import pyarrow as pa
+    t = pa.ipc.open_file(arrow).read_all().to_pandas()
+    assert list(t.TARGETID) == [int(ids[0])] * 2
+    assert all(len(w) == 2751 for w in t.b_wave)
+    row = list(ids).index(ids[0])
+    want = [fits.getdata(c, "B_FLUX")[row] for c in (hp_coadd, tile_coadd)]
+    assert not np.array_equal(want[0], want[1])
+    got = [np.asarray(f, dtype=np.float32) for f in t.b_flux]
+    assert sorted(int(np.array_equal(g, want[1])) for g in got) == [0, 1]
+    assert all(np.array_equal(g, want[0]) or np.array_equal(g, want[1]) for g in got)
+
+
+def test_a_mixed_nested_export_has_a_nested_column_per_arm(ingest_bin, query_bin, synth_bin, tmp_path):
+    import nested_pandas
+    sdss = tmp_path / "sdss"
+    run([synth_bin, "--plates", "1", "--fibers", "10", "--npix", "500", "--seed", "4", "--out", sdss], check=True)
+    desi = tmp_path / "desi"
+    coadd, _ = desi_files.write_pair(desi, HEALPIX, 4, seed=3)
+    store = tmp_path / "store"
+    run([ingest_bin, sdss, desi, store], check=True)
+    out = tmp_path / "nested"
+    run(["mpirun", "-n", "2", query_bin, "--store", store, "--where", "z >= 0", "--nested", "--parquet", f"{out}/"],
+        check=True, env=mpi_env())
+    nf = nested_pandas.read_parquet(out)
+    assert nf.nested_columns == ["spectrum", "spectrum_b", "spectrum_r", "spectrum_z"]
+    de = nf[nf.survey == "desi"]
+    assert len(de) == 4 and de["spectrum"].isna().all() and nf[nf.survey == "sdss4"]["spectrum_b"].isna().all()
+    # SDSS-I–IV spectra have no wresl: NaN in the nested form (a nested column has one length per row).
+    sd = nf[nf.survey == "sdss4"]
+    assert len(sd) == 10 and all(np.isnan(s["wresl"].to_numpy()).all() and len(s) == 500 for s in sd["spectrum"])
+    fm = list(fits.getdata(coadd, "FIBERMAP")["TARGETID"])
+    for _, row in de.iterrows():
+        j = fm.index(row.TARGETID)
+        for arm in ("b", "r", "z"):
+            pixels = row[f"spectrum_{arm}"]
+            assert np.array_equal(pixels["flux"].to_numpy(np.float32), fits.getdata(coadd, f"{arm.upper()}_FLUX")[j])
+            assert np.array_equal(pixels["wave"].to_numpy(), fits.getdata(coadd, f"{arm.upper()}_WAVELENGTH"))

@@ -129,7 +129,8 @@ def write_pair(out: Path, group: dict, targets: int, seed: int, first_id: int = 
 def damage(src: Path, dst: Path, how: str):
     """A copy of a coadd or redrock file with one defect: `no-z-arm` (Z_FLUX removed),
     `resolution-shape` (B_RESOLUTION of 10 pixels too few), `wave-length` (R_WAVELENGTH one pixel
-    short), `redrock-ids` (a TARGETID the coadd lacks)."""
+    short), `redrock-ids` (a TARGETID the coadd lacks), `duplicate-targetid` (FIBERMAP row 2 with row 1's
+    TARGETID), `flux-value` (one B_FLUX value changed: a differing copy of the same coadd)."""
     with fits.open(src) as f:
         hdus = [h.copy() for h in f]
     if how == "no-z-arm":
@@ -146,6 +147,14 @@ def damage(src: Path, dst: Path, how: str):
         for h in hdus:
             if h.name == "REDSHIFTS":
                 h.data["TARGETID"][0] += 1
+    elif how == "duplicate-targetid":
+        for h in hdus:
+            if h.name == "FIBERMAP":
+                h.data["TARGETID"][1] = h.data["TARGETID"][0]
+    elif how == "flux-value":
+        for h in hdus:
+            if h.name == "B_FLUX":
+                h.data[0, 100] += np.float32(1)
     else:
         raise ValueError(how)
     fits.HDUList(hdus).writeto(dst, overwrite=True)
