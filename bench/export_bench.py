@@ -62,14 +62,16 @@ def fiber_list(store: Path, per_plate: int, n: int, path: Path) -> Path:
 
 
 def export_once(h, store, lst, fmt_name, form, ranks, out):
-    o = out / (f"export.{fmt_name}" if form == "file" else "export-parts/")
-    remove(Path(str(o).rstrip("/")))
+    path = out / (f"export.{fmt_name}" if form == "file" else "export-parts")
+    remove(path)
     subprocess.run(["sync"])
+    # A directory output is named by a trailing / (which pathlib drops: the argument is a string).
+    arg = f"{path}/" if form == "dir" else path
     p, wall = h["run"](h["mpirun"](ranks, h["BIN"] / "boss-query", "--store", store, "--fibers", lst,
-                                   f"--{fmt_name}", o, "--json"))
+                                   f"--{fmt_name}", arg, "--json"))
     h["check"](p, "boss-query export")
     j = json.loads(p.stdout)
-    path = Path(str(o).rstrip("/"))
+    assert path.is_dir() == (form == "dir"), f"{path}: expected a {form}"
     e = dict(j["export"], wall=wall, file_bytes=size_of(path), peak_rss_mb=max(j["peak_rss_mb"]))
     return e, path
 

@@ -69,6 +69,20 @@ def rank_pids(parent: int) -> dict[int, int]:
     return out
 
 
+def kill_rank(proc: subprocess.Popen, victim: int) -> str:
+    """SIGKILLs rank `victim` of the running `mpirun` `proc`; checks that the job then ends by itself,
+    soon, and unsuccessfully; returns its stderr."""
+    pids = rank_pids(proc.pid)
+    assert victim in pids, f"no rank {victim} found: {pids}"
+    os.kill(pids[victim], signal.SIGKILL)
+    start = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    took = time.monotonic() - start
+    assert proc.returncode != 0, "a job with a killed rank must not succeed"
+    assert took < 30, f"the job took {took:.1f} s to end after the kill"
+    return err
+
+
 @pytest.mark.mpi
 @pytest.mark.parametrize("victim", [0, 1])
 def test_killed_rank_leaves_nothing(query_bin, big_store, tmp_path, victim):
@@ -83,14 +97,7 @@ def test_killed_rank_leaves_nothing(query_bin, big_store, tmp_path, victim):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not any(p.name.startswith(".q.h5.tmp-") for p in out_dir.iterdir()):
         time.sleep(0.005)
-    pids = rank_pids(proc.pid)
-    assert victim in pids, f"no rank {victim} found: {pids}"
-    os.kill(pids[victim], signal.SIGKILL)
-    start = time.monotonic()
-    _, err = proc.communicate(timeout=60)
-    took = time.monotonic() - start
-    assert proc.returncode != 0, "a job with a killed rank must not succeed"
-    assert took < 30, f"the job took {took:.1f} s to end after the kill"
+    err = kill_rank(proc, victim)
     assert not out.exists(), "nothing may appear under the final name"
     left = [p.name for p in out_dir.iterdir()]
     assert left == [], f"left behind: {left}\n{err}"

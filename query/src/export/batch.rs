@@ -10,9 +10,8 @@ use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::Int64Type;
 use arrow::datatypes::{DataType, Field, SchemaRef};
 use model::{GroupId, SpectrumId};
-use store::CoaddRecord;
 
-use super::columns::{arm_fields, SpectralColumn, ARM_COLUMNS};
+use super::columns::{arm_fields, CoaddColumns, SpectralColumn, ARM_COLUMNS};
 use crate::error::{QueryError, Result};
 
 /// The spectra of catalog rows.
@@ -77,15 +76,13 @@ pub(crate) fn build_batch(
             let err = |e: hdf5::Error| QueryError::hdf5(&path, "cannot read a coadd", e);
             let file = hdf5::File::open(&path).map_err(err)?;
             let fibers: Vec<i32> = rows.iter().map(|&r| r as i32).collect();
-            let mut pixels: Vec<CoaddRecord> = Vec::new();
-            let mut lengths = Vec::with_capacity(fibers.len());
-            for coadd in store::reader::coadds(&file, pm, &fibers).map_err(err)? {
-                lengths.push(coadd.len());
-                pixels.extend(coadd);
-            }
-            let offsets = offsets_of(&path, lengths.into_iter())?;
+            let coadds = store::reader::coadds(&file, pm, &fibers).map_err(err)?;
+            let offsets = offsets_of(&path, coadds.iter().map(Vec::len))?;
+            let pixels = coadds.iter().map(Vec::len).sum();
+            let mut values = CoaddColumns::gather(coadds.iter().map(Vec::as_slice), pixels);
+            drop(coadds);
             for c in columns {
-                arrays.push(match c.array(&pixels) {
+                arrays.push(match values.take(*c) {
                     Some(values) => list(&path, c.item_type(), &offsets, values)?,
                     None => null_list(*c, rows.len()),
                 });

@@ -80,25 +80,67 @@ impl SpectralColumn {
     pub(crate) fn field(self) -> Field {
         list_field(self.name(), self.item_type(), self.optional())
     }
+}
 
-    /// The values of this field for a run of pixels (None: SDSS-I–IV coadds have no such field).
-    pub(crate) fn array(self, records: &[CoaddRecord]) -> Option<ArrayRef> {
-        let f32s = |get: fn(&CoaddRecord) -> f32| {
-            Arc::new(Float32Array::from_iter_values(records.iter().map(get))) as ArrayRef
+/// The SDSS-I–IV coadd fields of a run of v1 records as columns, gathered in one pass over the
+/// records (a pass per field would read every record once per field).
+#[derive(Default)]
+pub(crate) struct CoaddColumns {
+    wave: Vec<f32>,
+    flux: Vec<f32>,
+    ivar: Vec<f32>,
+    and_mask: Vec<i32>,
+    or_mask: Vec<i32>,
+    wavedisp: Vec<f32>,
+    sky: Vec<f32>,
+    model: Vec<f32>,
+}
+
+impl CoaddColumns {
+    /// The columns of `coadds`, one after the other (`pixels` in all).
+    pub(crate) fn gather<'a>(
+        coadds: impl IntoIterator<Item = &'a [CoaddRecord]>,
+        pixels: usize,
+    ) -> Self {
+        let mut c = Self {
+            wave: Vec::with_capacity(pixels),
+            flux: Vec::with_capacity(pixels),
+            ivar: Vec::with_capacity(pixels),
+            and_mask: Vec::with_capacity(pixels),
+            or_mask: Vec::with_capacity(pixels),
+            wavedisp: Vec::with_capacity(pixels),
+            sky: Vec::with_capacity(pixels),
+            model: Vec::with_capacity(pixels),
         };
-        let i32s = |get: fn(&CoaddRecord) -> i32| {
-            Arc::new(Int32Array::from_iter_values(records.iter().map(get))) as ArrayRef
-        };
-        Some(match self {
-            Self::Wave => f32s(|r| r.wave),
-            Self::Flux => f32s(|r| r.flux),
-            Self::Ivar => f32s(|r| r.ivar),
-            Self::AndMask => i32s(|r| r.and_mask),
-            Self::OrMask => i32s(|r| r.or_mask),
-            Self::Wavedisp => f32s(|r| r.wavedisp),
-            Self::Sky => f32s(|r| r.sky),
-            Self::Model => f32s(|r| r.model),
-            Self::Wresl => return None,
+        for records in coadds {
+            for r in records {
+                c.wave.push(r.wave);
+                c.flux.push(r.flux);
+                c.ivar.push(r.ivar);
+                c.and_mask.push(r.and_mask);
+                c.or_mask.push(r.or_mask);
+                c.wavedisp.push(r.wavedisp);
+                c.sky.push(r.sky);
+                c.model.push(r.model);
+            }
+        }
+        c
+    }
+
+    /// The values of field `column` (moved out; None: SDSS-I–IV coadds have no such field).
+    pub(crate) fn take(&mut self, column: SpectralColumn) -> Option<ArrayRef> {
+        let f32s = |v: &mut Vec<f32>| Arc::new(Float32Array::from(std::mem::take(v))) as ArrayRef;
+        let i32s = |v: &mut Vec<i32>| Arc::new(Int32Array::from(std::mem::take(v))) as ArrayRef;
+        Some(match column {
+            SpectralColumn::Wave => f32s(&mut self.wave),
+            SpectralColumn::Flux => f32s(&mut self.flux),
+            SpectralColumn::Ivar => f32s(&mut self.ivar),
+            SpectralColumn::AndMask => i32s(&mut self.and_mask),
+            SpectralColumn::OrMask => i32s(&mut self.or_mask),
+            SpectralColumn::Wavedisp => f32s(&mut self.wavedisp),
+            SpectralColumn::Sky => f32s(&mut self.sky),
+            SpectralColumn::Model => f32s(&mut self.model),
+            SpectralColumn::Wresl => return None,
         })
     }
 }

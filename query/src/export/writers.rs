@@ -27,9 +27,11 @@ use crate::error::{QueryError, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ParquetCodec {
-    /// Uncompressed pages: the fastest to write and read; spectra barely compress anyway.
-    #[default]
+    /// Uncompressed pages.
     None,
+    /// Snappy (pandas' and pyarrow's default): with BYTE_STREAM_SPLIT, about 40% of the size of
+    /// uncompressed spectra at the same write speed.
+    #[default]
     Snappy,
     /// zstd level 1.
     Zstd,
@@ -69,7 +71,7 @@ impl Default for ParquetEncoding {
         Self {
             codec: ParquetCodec::default(),
             list_dictionary: false,
-            byte_stream_split: false,
+            byte_stream_split: true,
             row_group_rows: 1024,
             parallel: true,
         }
