@@ -6,13 +6,18 @@ beside SDSS rows; bad inputs are named and nothing is half-written."""
 
 from __future__ import annotations
 
+import io
+import json
 import shutil
 import sys
 from pathlib import Path
 
 import h5py
+import nested_pandas
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.ipc  # noqa: F401  (pa.ipc)
 import pytest
 from astropy.io import fits
 
@@ -295,7 +300,7 @@ def test_spectrum_lists_name_desi_targets_and_their_coadds(ingest_bin, query_bin
     p = run([query_bin, "--store", store, "--fibers", lst, "--list"])
     assert p.returncode == 1, p.stderr  # one listed spectrum is not in the store
     assert f"TARGETID {hp_id} survey sv1 program dark" in p.stderr
-    got = pd.read_csv(__import__("io").StringIO(p.stdout))
+    got = pd.read_csv(io.StringIO(p.stdout))
     assert sorted(got.TARGETID) == sorted([hp_id, tile_id]) and set(got.survey) == {"desi"}
     bad = tmp_path / "bad.csv"
     bad.write_text("TARGETID,PETAL\n5,12\n")
@@ -362,7 +367,7 @@ def test_two_differing_copies_of_a_coadd_are_one_conflict_and_the_first_is_kept(
     store = tmp_path / "store"
     p = run([ingest_bin, "--json", first, second, store])
     assert p.returncode == 0, p.stderr
-    (c,) = __import__("json").loads(p.stdout)["conflicts"]
+    (c,) = json.loads(p.stdout)["conflicts"]
     assert c["rule"] == "first_input" and str(first) in c["kept"] and str(second) in c["dropped"], c
     with h5py.File(store / store_name(HEALPIX)) as f:
         compare_group(f[group_path(HEALPIX)], hp_coadd, None)
@@ -370,7 +375,7 @@ def test_two_differing_copies_of_a_coadd_are_one_conflict_and_the_first_is_kept(
     before = (store / store_name(HEALPIX)).read_bytes()
     p = run([ingest_bin, "--json", second, store])
     assert p.returncode == 0, p.stderr
-    (c,) = __import__("json").loads(p.stdout)["conflicts"]
+    (c,) = json.loads(p.stdout)["conflicts"]
     assert c["rule"] == "store_first", c
     assert (store / store_name(HEALPIX)).read_bytes() == before
 
@@ -391,12 +396,10 @@ def test_a_target_in_a_healpix_and_a_tile_coadd_is_two_spectra(ingest_bin, query
     lst.write_text(f"TARGETID\n{int(ids[0])}\n")
     arrow = tmp_path / "both.arrow"
     run([query_bin, "--store", store, "--fibers", lst, "--arrow", arrow], check=True)
-    import pyarrow as pa
     t = pa.ipc.open_file(arrow).read_all().to_pandas()
     assert list(t.TARGETID) == [int(ids[0])] * 2
     assert all(len(w) == 2751 for w in t.b_wave)
-    row = list(ids).index(ids[0])
-    want = [fits.getdata(c, "B_FLUX")[row] for c in (hp_coadd, tile_coadd)]
+    want = [fits.getdata(c, "B_FLUX")[0] for c in (hp_coadd, tile_coadd)]  # ids[0] is row 0 of both
     assert not np.array_equal(want[0], want[1])
     got = [np.asarray(f, dtype=np.float32) for f in t.b_flux]
     assert sorted(int(np.array_equal(g, want[1])) for g in got) == [0, 1]
@@ -404,7 +407,6 @@ def test_a_target_in_a_healpix_and_a_tile_coadd_is_two_spectra(ingest_bin, query
 
 
 def test_a_mixed_nested_export_has_a_nested_column_per_arm(ingest_bin, query_bin, synth_bin, tmp_path):
-    import nested_pandas
     sdss = tmp_path / "sdss"
     run([synth_bin, "--plates", "1", "--fibers", "10", "--npix", "500", "--seed", "4", "--out", sdss], check=True)
     desi = tmp_path / "desi"

@@ -84,7 +84,6 @@ impl SpectralColumn {
 
 /// The SDSS-I–IV coadd fields of a run of v1 records as columns, gathered in one pass over the
 /// records (a pass per field would read every record once per field).
-#[derive(Default)]
 pub(crate) struct CoaddColumns {
     wave: Vec<f32>,
     flux: Vec<f32>,

@@ -2,9 +2,11 @@
 //! then one list column per coadd field (`df.flux[i]` is a spectrum, `df.wave[i]` its wavelengths;
 //! SDSS-V spectra also have `wresl`, null for SDSS-I–IV ones; DESI spectra have per-arm columns
 //! `b_wave`, `b_flux`, `b_ivar`, `b_mask`, `r_…`, `z_…`, null for SDSS ones, and their SDSS
-//! columns are null). Each rank builds the batches of its
-//! own store groups; rank 0 writes them in key order into one Arrow IPC
-//! file and/or one Parquet file, one plate-MJD at a time (never the whole result in memory).
+//! columns are null), or with `--nested` one struct-of-lists column per spectrum (module
+//! [`nested`]). Each rank builds the batches of its own store groups, one store group at a time
+//! (never the whole result in memory); rank 0 writes them in key order into one Arrow IPC and/or
+//! Parquet file, or every rank writes its own into the part files of a directory output (module
+//! [`parts`]).
 
 mod batch;
 mod columns;

@@ -13,9 +13,12 @@ use ranks::Job;
 
 use crate::error::{QueryError, Result};
 
+/// How every part's file name begins.
+const PART_PREFIX: &str = "part-";
+
 /// The file name of rank `rank`'s part with extension `ext`.
 pub fn part_name(rank: usize, ext: &str) -> String {
-    format!("part-{rank:05}.{ext}")
+    format!("{PART_PREFIX}{rank:05}.{ext}")
 }
 
 /// True when `path` names a directory output: it ends with `/` or is an existing directory.
@@ -25,7 +28,7 @@ pub fn is_directory_form(path: &Path) -> bool {
 
 /// True for the files an export directory holds (what `--force` may replace).
 fn is_part_file(name: &str) -> bool {
-    name.starts_with("part-") && (name.ends_with(".parquet") || name.ends_with(".arrow"))
+    name.starts_with(PART_PREFIX) && (name.ends_with(".parquet") || name.ends_with(".arrow"))
 }
 
 /// Checks a directory output before any work: a new path, an empty directory, or (with `force`) a
@@ -195,8 +198,12 @@ impl PartDirs {
             let io = |e| QueryError::io(&d.dest, "cannot put the export directory into place", e);
             let step = (|| {
                 if d.dest.is_dir() {
+                    // Checked before any work to hold an earlier export's parts only; only those go
+                    // (anything added since makes remove_dir fail, and nothing else is deleted).
                     for e in std::fs::read_dir(&d.dest).map_err(io)?.flatten() {
-                        std::fs::remove_file(e.path()).map_err(io)?;
+                        if is_part_file(&e.file_name().to_string_lossy()) {
+                            std::fs::remove_file(e.path()).map_err(io)?;
+                        }
                     }
                     std::fs::remove_dir(&d.dest).map_err(io)?;
                 }

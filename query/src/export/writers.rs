@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use crate::error::{QueryError, Result};
 
 /// The compression of the Parquet export's pages (`--parquet-codec`). Figures for each on spectra:
-/// BENCHMARKS.md, "Parquet encodings".
+/// BENCHMARKS.md, "Export (issue 19)".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ParquetCodec {
@@ -48,7 +48,7 @@ impl ParquetCodec {
 }
 
 /// How the export's Parquet files are encoded. The default is what the export uses (BENCHMARKS.md,
-/// "Parquet encodings", has the figures of the alternatives).
+/// "Export (issue 19)", has the figures of the alternatives).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct ParquetEncoding {
     /// The compression of every page.
@@ -89,9 +89,8 @@ impl ParquetEncoding {
 
     /// The writer properties of files of `schema`.
     pub fn properties(&self, schema: &Schema) -> WriterProperties {
-        let mut b = WriterProperties::builder()
-            .set_compression(self.codec.compression())
-            .set_max_row_group_row_count(Some(self.row_group_rows));
+        // Row groups are cut by ParquetFile::write (`row_group_rows`), not by the properties.
+        let mut b = WriterProperties::builder().set_compression(self.codec.compression());
         for f in schema.fields() {
             if let DataType::List(item) = f.data_type() {
                 let path =
