@@ -6,6 +6,7 @@ ranks — each against the raw limit of the same bytes (read the inputs, `dd` th
 
 import json
 import random
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,6 +20,12 @@ SCALES = {
     "tiny": dict(files=2, targets=20, query=30, repeat=1),
     "default": dict(files=4, targets=2500, query=10000, repeat=3),
 }
+
+
+def rss_mb(stderr):
+    """The peak RSS in MB of each rank, from GNU time's `RSS <KiB>` lines. The ranks write to one
+    stderr, so their lines can run together (`46344RSS 47012`): match the pattern, not whole lines."""
+    return [int(kib) / 1024 for kib in re.findall(r"RSS (\d+)", stderr)]
 
 
 def desi_phase(scale, out, results, h, repeat=None):
@@ -47,7 +54,7 @@ def desi_phase(scale, out, results, h, repeat=None):
                                          BIN / "boss-ingest", "--quiet", "--json", inputs, store))
             h["check"](p, "boss-ingest desi")
             times.append(dt)
-            rss += [int(line.split()[1]) / 1024 for line in p.stderr.splitlines() if line.startswith("RSS ")]
+            rss += rss_mb(p.stderr)
         out_bytes = sum(f.stat().st_size for f in store.glob("*.h5"))
         raw = h["stats"]([h["raw_read"](files) for _ in range(R)])["median"] + \
             h["stats"]([h["raw_write"](out / "dd.tmp", out_bytes) for _ in range(R)])["median"]
@@ -68,8 +75,7 @@ def desi_phase(scale, out, results, h, repeat=None):
     p, _ = h["run"](h["mpirun"](2, "/usr/bin/env", "time", "-f", "RSS %M", BIN / "boss-ingest", "--quiet", half,
                                 out / "store-half"))
     h["check"](p, "boss-ingest desi half")
-    r["ingest_half_peak_rss_mb"] = max(int(line.split()[1]) / 1024 for line in p.stderr.splitlines()
-                                       if line.startswith("RSS "))
+    r["ingest_half_peak_rss_mb"] = max(rss_mb(p.stderr))
     shutil.rmtree(out / "store-half")
     shutil.rmtree(half)
 
