@@ -175,11 +175,16 @@ fn cstring(s: &str) -> CString {
 /// Serialises cfitsio use when the system library was built without `--enable-reentrant`; hold it
 /// while decoding one file (nested opens in one thread are fine: the guard covers them all).
 pub fn cfitsio_guard() -> Option<MutexGuard<'static, ()>> {
-    static REENTRANT: OnceLock<bool> = OnceLock::new();
     static LOCK: Mutex<()> = Mutex::new(());
+    (!cfitsio_reentrant()).then(|| LOCK.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// Whether the system cfitsio was built with `--enable-reentrant`: then one file may be read by
+/// several threads at once, each through its own [`Fits`] handle (Debian's build is).
+pub fn cfitsio_reentrant() -> bool {
+    static REENTRANT: OnceLock<bool> = OnceLock::new();
     // SAFETY: fits_is_reentrant only reads a compile-time constant of the library.
-    let reentrant = *REENTRANT.get_or_init(|| unsafe { sys::fits_is_reentrant() } != 0);
-    (!reentrant).then(|| LOCK.lock().unwrap_or_else(|e| e.into_inner()))
+    *REENTRANT.get_or_init(|| unsafe { sys::fits_is_reentrant() } != 0)
 }
 
 /// Logical size of a file as cfitsio sees it: gzip files are read uncompressed (ISIZE trailer).
@@ -1270,6 +1275,13 @@ mod tests {
         let err = Fits::open_memory(feeds.to_vec()).err().unwrap();
         assert!(
             matches!(&err, FitsError::UnsafeCard { keyword, .. } if keyword == "TTYPE5"),
+            "{err}"
+        );
+        // The fourth: `TTYPE8=  999…`, a value indicator before column 9.
+        let early = include_bytes!("../../fuzz/regressions/fits_reader-early-equals-ttype.fits");
+        let err = Fits::open_memory(early.to_vec()).err().unwrap();
+        assert!(
+            matches!(&err, FitsError::UnsafeCard { keyword, .. } if keyword == "TTYPE8"),
             "{err}"
         );
         let bytes = include_bytes!("../../fuzz/regressions/fits_reader-long-unquoted-ttype.fits");

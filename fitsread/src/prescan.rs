@@ -1,6 +1,7 @@
 //! A look at every header card before cfitsio parses the file: cfitsio 4.2 copies an unquoted
 //! keyword value into fixed 70-byte column buffers without a bound (`ffgtbp`, reached from
-//! `ffthdu`), so a card such as `TTYPE1  =eeee…` (71 characters) aborts the process. Headers are
+//! `ffthdu`), so a card such as `TTYPE1  =eeee…` or `TTYPE1=  9999…` (71 characters; cfitsio takes
+//! an `=` before column 9 for a value indicator too) aborts the process. Headers are
 //! walked HDU by HDU as the FITS standard lays them out (2880-byte blocks, cards up to `END`, data
 //! of |BITPIX|/8 × GCOUNT × (PCOUNT + NAXIS1 × … × NAXISn) bytes; where that cannot be told, every
 //! later block starting with `XTENSION`), and such a card is refused.
@@ -77,6 +78,25 @@ pub fn check<R: Read + Seek>(file: &mut R, size: u64) -> std::io::Result<Option<
     Ok(None)
 }
 
+/// Where a card's `=` is: column 9 as the standard has it, or — as cfitsio also reads
+/// `TTYPE8=  999…` (a value indicator before column 9, the long-keyword form) — the first `=` of a
+/// card that is not commentary (COMMENT, HISTORY, CONTINUE, a blank keyword). None: no value.
+fn value_indicator(card: &[u8]) -> Option<usize> {
+    if card.len() < 10 {
+        return None;
+    }
+    if card[8] == b'=' {
+        return Some(8);
+    }
+    let commentary = [b"COMMENT ", b"HISTORY ", b"CONTINUE", b"        "];
+    if commentary.iter().any(|k| card.starts_with(*k)) {
+        return None;
+    }
+    card.iter()
+        .position(|&c| c == b'=')
+        .filter(|&i| i + 1 < card.len())
+}
+
 /// The keywords of one header that size its data.
 #[derive(Default)]
 struct Header {
@@ -90,11 +110,11 @@ struct Header {
 impl Header {
     /// Records the card; the keyword if its value is unsafe for cfitsio.
     fn take(&mut self, card: &[u8]) -> Option<String> {
-        if card.len() < 10 || card[8] != b'=' {
-            return None;
-        }
-        let keyword = String::from_utf8_lossy(&card[..8]).trim_end().to_string();
-        let value = &card[9..];
+        let eq = value_indicator(card)?;
+        let keyword = String::from_utf8_lossy(&card[..eq.min(8)])
+            .trim_end()
+            .to_string();
+        let value = &card[eq + 1..];
         // Only blanks separate a value from `=` for cfitsio (a form feed is part of the value).
         let text = &value[value.iter().take_while(|&&c| c == b' ').count()..];
         if !text.starts_with(b"'") {
@@ -184,6 +204,37 @@ mod tests {
                 hdu: 1,
                 card: 8,
                 keyword: "TTYPE1".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_value_indicator_before_column_9_is_checked_too() {
+        // The fuzzer's fourth crash: `TTYPE8=  9…` (71 nines) aborted cfitsio 4.2 in ffgtbp.
+        let mut bytes = file(&[
+            card("SIMPLE  =                    T"),
+            card("BITPIX  =                    8"),
+            card("NAXIS   =                    0"),
+        ]);
+        bytes.extend(file(&[
+            card("XTENSION= 'BINTABLE'"),
+            card("BITPIX  =                    8"),
+            card("NAXIS   =                    2"),
+            card("NAXIS1  =                    0"),
+            card("NAXIS2  =                    0"),
+            card("PCOUNT  =                    0"),
+            card("GCOUNT  =                    1"),
+            card(&format!("HISTORY a={}", "h".repeat(69))),
+            card(&format!("TTYPE8=  {}", "9".repeat(71))),
+        ]));
+        let size = bytes.len() as u64;
+        let bad = check(&mut std::io::Cursor::new(bytes), size).unwrap();
+        assert_eq!(
+            bad,
+            Some(BadCard {
+                hdu: 1,
+                card: 9,
+                keyword: "TTYPE8".into()
             })
         );
     }
