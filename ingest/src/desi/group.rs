@@ -15,16 +15,31 @@ use store::attrs::AttrValue;
 use store::merged::{Array, Block, MergedGroup};
 use store::Table;
 
-use super::decode::{CoaddFile, RedrockFile};
+use rayon::prelude::*;
+
+use super::decode::{ArmData, CoaddFile, RedrockFile};
 use crate::writer::HEADER_SOURCE_ATTR;
 
-/// The rows of `values` (rows of `len` values) in the order `order`.
-fn permute<T: Copy>(values: &[T], len: usize, order: &[usize]) -> Vec<T> {
-    let mut out = Vec::with_capacity(values.len());
+/// The array `name` of shape `shape` holding the rows of `values` (rows of `len` values) in the
+/// order `order`, packed straight into the array's bytes (one copy); `values` is dropped after.
+fn permuted<T: hdf5::H5Type + bytemuck::Pod>(
+    name: &str,
+    shape: Vec<u64>,
+    values: Vec<T>,
+    len: usize,
+    order: &[usize],
+) -> Array {
+    let mut bytes = Vec::with_capacity(std::mem::size_of_val(values.as_slice()));
     for &r in order {
-        out.extend_from_slice(&values[r * len..(r + 1) * len]);
+        bytes.extend_from_slice(bytemuck::cast_slice(&values[r * len..(r + 1) * len]));
     }
-    out
+    Array {
+        name: name.to_string(),
+        dtype: T::type_descriptor(),
+        shape,
+        bytes,
+        attrs: Vec::new(),
+    }
 }
 
 fn with_attrs(mut a: Array, attrs: Vec<(String, AttrValue)>) -> Array {
@@ -46,8 +61,50 @@ pub fn keyed(t: &Table, row_of: &HashMap<i64, i32>) -> Result<Table, i64> {
     Ok(t.reordered_with_key(TARGET_ROW, &order, &keys))
 }
 
-/// The store group of a coadd file (no redshifts yet).
-pub fn coadd_group(group: DesiGroup, c: &CoaddFile) -> MergedGroup {
+/// The block of one arm: its key, shared wavelength grid and per-target arrays in `order`.
+fn arm_block(arm: ArmData, order: &[usize], key: Array) -> Block {
+    let npix = arm.npix();
+    let unit = |q: &str| -> Vec<(String, AttrValue)> {
+        arm.units
+            .iter()
+            .filter(|(k, _)| *k == q)
+            .map(|(_, u)| ("BUNIT".to_string(), AttrValue::Str(u.clone())))
+            .collect()
+    };
+    let mut wave_attrs = unit("WAVELENGTH");
+    wave_attrs.push((sdss5::SHARED_ATTR.to_string(), AttrValue::Bool(true)));
+    let (flux_attrs, ivar_attrs) = (unit("FLUX"), unit("IVAR"));
+    let (rows, p) = (order.len() as u64, npix as u64);
+    let ndiag = arm.ndiag;
+    Block {
+        path: arm.name.to_string(),
+        attrs: vec![("NDIAG".into(), AttrValue::Int(ndiag as i64))],
+        arrays: vec![
+            key,
+            with_attrs(Array::of("WAVELENGTH", vec![p], &arm.wave), wave_attrs),
+            with_attrs(
+                permuted("FLUX", vec![rows, p], arm.flux, npix, order),
+                flux_attrs,
+            ),
+            with_attrs(
+                permuted("IVAR", vec![rows, p], arm.ivar, npix, order),
+                ivar_attrs,
+            ),
+            permuted("MASK", vec![rows, p], arm.mask, npix, order),
+            permuted(
+                "RESOLUTION",
+                vec![rows, ndiag as u64, p],
+                arm.resolution,
+                ndiag * npix,
+                order,
+            ),
+        ],
+    }
+}
+
+/// The store group of a coadd file (no redshifts yet). The file is consumed: each arm's values
+/// are dropped once its rows are in TARGETID order, and the arms are laid out on rayon threads.
+pub fn coadd_group(group: DesiGroup, c: CoaddFile) -> MergedGroup {
     let n = c.targetids.len();
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by_key(|&r| c.targetids[r]);
@@ -67,41 +124,12 @@ pub fn coadd_group(group: DesiGroup, c: &CoaddFile) -> MergedGroup {
             Array::of(layout::NPIX, vec![rows], &vec![total as i32; n]),
         ],
     }];
-    for arm in &c.arms {
-        let npix = arm.npix();
-        let unit = |q: &str| -> Vec<(String, AttrValue)> {
-            arm.units
-                .iter()
-                .filter(|(k, _)| *k == q)
-                .map(|(_, u)| ("BUNIT".to_string(), AttrValue::Str(u.clone())))
-                .collect()
-        };
-        let mut wave_attrs = unit("WAVELENGTH");
-        wave_attrs.push((sdss5::SHARED_ATTR.to_string(), AttrValue::Bool(true)));
-        let p = npix as u64;
-        blocks.push(Block {
-            path: arm.name.to_string(),
-            attrs: vec![("NDIAG".into(), AttrValue::Int(arm.ndiag as i64))],
-            arrays: vec![
-                key(),
-                with_attrs(Array::of("WAVELENGTH", vec![p], &arm.wave), wave_attrs),
-                with_attrs(
-                    Array::of("FLUX", vec![rows, p], &permute(&arm.flux, npix, &order)),
-                    unit("FLUX"),
-                ),
-                with_attrs(
-                    Array::of("IVAR", vec![rows, p], &permute(&arm.ivar, npix, &order)),
-                    unit("IVAR"),
-                ),
-                Array::of("MASK", vec![rows, p], &permute(&arm.mask, npix, &order)),
-                Array::of(
-                    "RESOLUTION",
-                    vec![rows, arm.ndiag as u64, p],
-                    &permute(&arm.resolution, arm.ndiag * npix, &order),
-                ),
-            ],
-        });
-    }
+    let arms: Vec<Block> = c
+        .arms
+        .into_par_iter()
+        .map(|arm| arm_block(arm, &order, key()))
+        .collect();
+    blocks.extend(arms);
     let tables = c
         .tables
         .iter()
@@ -130,34 +158,35 @@ pub fn targetids(g: &MergedGroup) -> Vec<i64> {
 /// Whether two groups hold the same spectra and coadd tables (same values; headers and
 /// attributes may differ).
 pub fn same_coadd(a: &MergedGroup, b: &MergedGroup) -> bool {
-    let arrays = |g: &MergedGroup| -> Vec<(String, String, Vec<u64>, Vec<u8>)> {
-        let mut v: Vec<_> = g
+    type ArrayView<'a> = (&'a str, &'a str, &'a [u64], &'a [u8]);
+    fn arrays(g: &MergedGroup) -> Vec<ArrayView<'_>> {
+        let mut v: Vec<ArrayView<'_>> = g
             .blocks
             .iter()
             .flat_map(|blk| {
-                blk.arrays.iter().map(|x| {
+                blk.arrays.iter().map(move |x| {
                     (
-                        blk.path.clone(),
-                        x.name.clone(),
-                        x.shape.clone(),
-                        x.bytes.clone(),
+                        blk.path.as_str(),
+                        x.name.as_str(),
+                        x.shape.as_slice(),
+                        x.bytes.as_slice(),
                     )
                 })
             })
             .collect();
-        v.sort();
+        v.sort_unstable();
         v
-    };
-    let tables = |g: &MergedGroup| -> Vec<(String, Vec<u8>)> {
-        let mut v: Vec<_> = g
+    }
+    fn tables(g: &MergedGroup) -> Vec<(&str, &[u8])> {
+        let mut v: Vec<(&str, &[u8])> = g
             .tables
             .iter()
             .filter(|(n, _)| PlateTable::DESI_COADD.iter().any(|t| t.name() == n))
-            .map(|(n, t)| (n.clone(), t.bytes().to_vec()))
+            .map(|(n, t)| (n.as_str(), t.bytes()))
             .collect();
-        v.sort();
+        v.sort_unstable();
         v
-    };
+    }
     arrays(a) == arrays(b) && tables(a) == tables(b)
 }
 

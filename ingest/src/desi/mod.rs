@@ -188,10 +188,11 @@ pub fn decode_unit(
             Read::Redrock(r) => redrocks.push((f, r)),
             Read::Coadd(c) => {
                 coadd_in_run.get_or_insert(f.path.clone());
-                let m = group::coadd_group(group, &c);
+                let targets = c.targetids.len();
+                let m = group::coadd_group(group, c);
                 match &base {
                     None => {
-                        added = c.targetids.len();
+                        added = targets;
                         changed = true;
                         base = Some((m, f.path.display().to_string()));
                     }
