@@ -345,6 +345,40 @@ def test_a_zpix_catalog_gives_redshifts_to_coadds_without_redrock_files(ingest_b
     assert "warning" not in p.stderr, p.stderr
 
 
+def test_a_ztile_catalog_gives_redshifts_to_tile_coadds(ingest_bin, generated, tmp_path):
+    d, (hp_coadd, _), (tile_coadd, tile_rr) = generated
+    store = tmp_path / "store"
+    run([ingest_bin, hp_coadd, tile_coadd, store], check=True)
+    ztile = tmp_path / "ztile-main-dark-cumulative.fits"
+    desi_files.write_zpix(ztile, [(TILE, tile_rr)])
+    p = run([ingest_bin, ztile, store], check=True)
+    assert "1 store files" in p.stderr, p.stderr  # the tile's; the HEALPix coadd has no rows there
+    zcat = fits.getdata(ztile, "ZCATALOG")
+    o = np.argsort(zcat["TARGETID"])
+    cat = pd.read_parquet(store / "catalog.parquet", dtype_backend="numpy_nullable")
+    tile = cat[cat.TARGETID.isin(zcat["TARGETID"])].sort_values("TARGETID")
+    assert list(tile.TARGETID) == list(zcat["TARGETID"][o])
+    assert list(tile.z) == list(zcat["Z"][o].astype(np.float32))
+    assert list(tile["class"]) == [s.strip() for s in zcat["SPECTYPE"][o]]
+    assert cat[~cat.TARGETID.isin(zcat["TARGETID"])].z.isna().all()
+    with h5py.File(store / store_name(TILE)) as f:
+        t = f[group_path(TILE)]["zcatalog"][...]
+        assert list(t["TARGET_ROW"]) == list(range(1, len(zcat) + 1))
+        for col in zcat.columns.names:
+            same_values(t[col], zcat[col][o], f"zcatalog.{col}")
+    # A per-night tile catalog (NIGHT, no LASTNIGHT) names what it lacks; nothing is written.
+    pernight = tmp_path / "ztile-main-dark-pernight.fits"
+    with fits.open(ztile) as f:
+        cols = [c for c in f["ZCATALOG"].columns if c.name != "LASTNIGHT"]
+        hdu = fits.BinTableHDU.from_columns(cols, name="ZCATALOG")
+        fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(pernight)
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in store.glob("*.h5"))
+    p = run([ingest_bin, pernight, store])
+    assert p.returncode == 1, p.stderr
+    assert str(pernight) in p.stderr and "LASTNIGHT" in p.stderr and "panicked" not in p.stderr, p.stderr
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in store.glob("*.h5")) == before
+
+
 def test_a_fibermap_with_a_targetid_twice_is_refused(ingest_bin, generated, tmp_path):
     _, (hp_coadd, _), _ = generated
     bad = tmp_path / "in" / hp_coadd.name

@@ -181,7 +181,9 @@ if __name__ == "__main__":
 
 def write_zpix(path: Path, pairs):
     """A zpix file (HDU ZCATALOG: the REDSHIFTS rows of the redrock files joined with their FIBERMAP,
-    plus SURVEY, PROGRAM, HEALPIX, ZCAT_NSPEC, ZCAT_PRIMARY) of HEALPix (group, redrock) pairs."""
+    plus SURVEY, PROGRAM, HEALPIX, ZCAT_NSPEC, ZCAT_PRIMARY) of HEALPix (group, redrock) pairs; with
+    cumulative tile groups, a ztile file instead (TILEID, PETAL_LOC, LASTNIGHT in place of SURVEY,
+    PROGRAM, HEALPIX), as desi_zcatalog writes ztile-<SURVEY>-<PROGRAM>-cumulative.fits."""
     from astropy.table import Table, hstack, vstack
     parts = []
     for group, redrock in pairs:
@@ -190,9 +192,14 @@ def write_zpix(path: Path, pairs):
         fm.remove_column("TARGETID")
         t = hstack([z, fm])
         n = len(t)
-        t["SURVEY"] = [group["survey"]] * n
-        t["PROGRAM"] = [group["program"]] * n
-        t["HEALPIX"] = np.full(n, group["pixnum"], dtype=np.int32)
+        if "pixnum" in group:
+            t["SURVEY"] = [group["survey"]] * n
+            t["PROGRAM"] = [group["program"]] * n
+            t["HEALPIX"] = np.full(n, group["pixnum"], dtype=np.int32)
+        else:
+            t["TILEID"] = np.full(n, group["tileid"], dtype=np.int32)
+            t["PETAL_LOC"] = np.full(n, group["petal"], dtype=np.int16)
+            t["LASTNIGHT"] = np.full(n, group["night"], dtype=np.int32)
         t["ZCAT_NSPEC"] = np.ones(n, dtype=np.int16)
         t["ZCAT_PRIMARY"] = np.arange(n) % 3 != 0
         parts.append(t)

@@ -1,6 +1,8 @@
-//! DESI redshift catalogs of HEALPix coadds (`zpix-<SURVEY>-<PROGRAM>.fits`, `zall-pix-<SPECPROD>.fits`,
-//! HDU ZCATALOG): which coadd and TARGETID each row is of (read column by column), and the full rows
-//! of the targets a store group needs. Their rows become the group's `zcatalog` table.
+//! DESI redshift catalogs (HDU ZCATALOG) of HEALPix coadds (`zpix-<SURVEY>-<PROGRAM>.fits`,
+//! `zall-pix-<SPECPROD>.fits`) and of cumulative tile coadds (`ztile-<SURVEY>-<PROGRAM>-cumulative.fits`,
+//! `zall-tilecumulative-<SPECPROD>.fits`): which coadd and TARGETID each row is of (read column by
+//! column: SURVEY, PROGRAM, HEALPIX, or TILEID, PETAL_LOC, LASTNIGHT), and the full rows of the
+//! targets a store group needs. Their rows become the group's `zcatalog` table.
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
@@ -15,10 +17,19 @@ use crate::decode::{InputError, Problem};
 /// The HDU of a zcatalog file.
 pub const ZCATALOG: &str = "ZCATALOG";
 
-/// True for the file names DESI gives its HEALPix zcatalogs.
+/// The columns that name a row's coadd in a HEALPix zcatalog.
+const HEALPIX_KEY: [&str; 3] = ["SURVEY", "PROGRAM", "HEALPIX"];
+/// The columns that name a row's coadd in a cumulative tile zcatalog (LASTNIGHT: the night the
+/// coadd runs through, the `thru<NIGHT>` of its file name).
+const TILE_KEY: [&str; 3] = ["TILEID", "PETAL_LOC", "LASTNIGHT"];
+
+/// True for the file names DESI gives its zcatalogs of HEALPix and tile coadds.
 pub fn claims_name(name: &str) -> bool {
     let name = name.strip_suffix(".gz").unwrap_or(name);
-    (name.starts_with("zpix-") || name.starts_with("zall-pix-")) && name.ends_with(".fits")
+    ["zpix-", "zall-pix-", "ztile-", "zall-tilecumulative-"]
+        .iter()
+        .any(|p| name.starts_with(p))
+        && name.ends_with(".fits")
 }
 
 /// The (coadd, TARGETID) index of a zcatalog file.
@@ -63,8 +74,8 @@ fn str_columns(
 }
 
 impl ZcatIndex {
-    /// Reads the key columns (SURVEY, PROGRAM, HEALPIX, TARGETID); rows of unknown surveys,
-    /// programs or pixels are skipped.
+    /// Reads the key columns (SURVEY, PROGRAM, HEALPIX or TILEID, PETAL_LOC, LASTNIGHT, and
+    /// TARGETID); rows of unknown surveys, programs, pixels or tiles are skipped.
     pub fn read(path: &Path) -> Result<Self, InputError> {
         let e = |x| InputError::new(path, x);
         let mut f = Fits::open(path).map_err(e)?;
@@ -72,25 +83,55 @@ impl ZcatIndex {
             return Err(err(path, format!("HDU {ZCATALOG} is missing")));
         }
         let layout = f.table_layout().map_err(e)?;
-        for c in ["SURVEY", "PROGRAM", "HEALPIX", TARGETID] {
-            if !layout.has_column(c) {
-                return Err(err(path, format!("HDU {ZCATALOG}: column {c} is missing")));
-            }
+        let has = |cols: &[&str]| cols.iter().all(|c| layout.has_column(c));
+        if !layout.has_column(TARGETID) {
+            return Err(err(
+                path,
+                format!("HDU {ZCATALOG}: column {TARGETID} is missing"),
+            ));
         }
-        let pix = f.int_column("HEALPIX").map_err(e)?;
         let tid = f.int_column(TARGETID).map_err(e)?;
-        let [survey, program] = str_columns(path, &mut f, ["SURVEY", "PROGRAM"])?;
-        let rows = (0..tid.len())
-            .filter_map(|i| {
-                let g = DesiGroup::healpix(
-                    DesiSurvey::from_name(&survey[i])?,
-                    DesiProgram::from_name(&program[i])?,
-                    pix[i],
-                )
-                .ok()?;
-                Some((g, tid[i], i as u64))
-            })
-            .collect();
+        let rows = if has(&HEALPIX_KEY) {
+            let pix = f.int_column("HEALPIX").map_err(e)?;
+            let [survey, program] = str_columns(path, &mut f, ["SURVEY", "PROGRAM"])?;
+            (0..tid.len())
+                .filter_map(|i| {
+                    let g = DesiGroup::healpix(
+                        DesiSurvey::from_name(&survey[i])?,
+                        DesiProgram::from_name(&program[i])?,
+                        pix[i],
+                    )
+                    .ok()?;
+                    Some((g, tid[i], i as u64))
+                })
+                .collect()
+        } else if has(&TILE_KEY) {
+            let [tile, petal, night] = TILE_KEY.map(|c| f.int_column(c).map_err(e));
+            let (tile, petal, night) = (tile?, petal?, night?);
+            (0..tid.len())
+                .filter_map(|i| {
+                    let g = DesiGroup::tile(tile[i], petal[i], night[i]).ok()?;
+                    Some((g, tid[i], i as u64))
+                })
+                .collect()
+        } else {
+            let missing = |cols: &[&str]| {
+                cols.iter()
+                    .filter(|c| !layout.has_column(c))
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return Err(err(
+                path,
+                format!(
+                    "HDU {ZCATALOG} is neither a HEALPix zcatalog (missing {}) nor a cumulative tile \
+                     zcatalog (missing {}; per-night and per-exposure tile catalogs have no coadds here)",
+                    missing(&HEALPIX_KEY),
+                    missing(&TILE_KEY)
+                ),
+            ));
+        };
         Ok(Self {
             path: path.to_path_buf(),
             rows,
