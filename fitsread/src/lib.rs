@@ -110,6 +110,23 @@ const IMAGE_HDU: c_int = 0;
 const KEY_NOT_FOUND: c_int = 202;
 const READONLY: c_int = 0;
 
+/// The element types an image can be read as, with cfitsio's code for each.
+pub trait Pixel: Copy {
+    const DATATYPE: c_int;
+}
+
+impl Pixel for f32 {
+    const DATATYPE: c_int = TFLOAT;
+}
+
+impl Pixel for i32 {
+    const DATATYPE: c_int = TINT;
+}
+
+impl Pixel for f64 {
+    const DATATYPE: c_int = TDOUBLE;
+}
+
 /// Elements read by one cfitsio call: memory grows with what the file really holds.
 const READ_BLOCK: usize = 1 << 20;
 
@@ -702,7 +719,8 @@ impl Fits {
     /// The current image HDU (up to 4 axes) with its shape, slowest axis first (numpy's order:
     /// NAXISn … NAXIS1), and its values converted to the requested type, read in blocks (the size
     /// was checked against the file in [`Fits::select`]).
-    fn image_nd<T: Copy>(&mut self, datatype: c_int) -> Result<(Vec<T>, Vec<usize>)> {
+    /// The shape of the current image (1 to 4 axes, numpy order) and its number of elements.
+    fn image_shape(&mut self) -> Result<(Vec<usize>, usize)> {
         const MAX_AXES: usize = 4;
         let label = self.hdu_label();
         let mut bitpix: c_int = 0;
@@ -742,31 +760,127 @@ impl Fits {
                 value: format!("{dims:?}"),
                 why: "the image size overflows",
             })?;
+        Ok((dims, total))
+    }
+
+    /// The shape of the current image (1 to 4 axes, numpy order).
+    pub fn image_dims(&mut self) -> Result<Vec<usize>> {
+        Ok(self.image_shape()?.0)
+    }
+
+    /// Reads `n` elements from element `first` (0-based) of the current image into `out`.
+    ///
+    /// # Safety
+    /// `out` must be valid for writes of `n` values of the type `datatype` names, and aligned for it.
+    unsafe fn read_elements(
+        &mut self,
+        datatype: c_int,
+        first: usize,
+        n: usize,
+        out: *mut std::ffi::c_void,
+    ) -> Result<()> {
+        let mut anynul = 0;
+        let mut status = 0;
+        // SAFETY: the caller gives room for n elements; cfitsio writes all n (no null
+        // substitution) or reports an error.
+        unsafe {
+            sys::ffgpv(
+                self.raw(),
+                datatype,
+                first as i64 + 1,
+                n as i64,
+                std::ptr::null_mut(),
+                out,
+                &mut anynul,
+                &mut status,
+            )
+        };
+        if status == 0 {
+            return Ok(());
+        }
+        let label = self.hdu_label();
+        check(status, || format!("{label}: cannot read image"))
+    }
+
+    /// The current image of shape `[rows, …]` with its rows in the order `order` (`order[i]` is
+    /// the file row that becomes row i; each row once), as the native-endian bytes of `T` values:
+    /// read row by row straight into the result, with no intermediate array to permute.
+    pub fn image_rows_bytes<T: Pixel>(&mut self, order: &[usize]) -> Result<Vec<u8>> {
+        let (dims, total) = self.image_shape()?;
+        let rows = dims[0];
+        let mut seen = vec![false; rows];
+        let permutation = order.len() == rows
+            && order
+                .iter()
+                .all(|&r| r < rows && !std::mem::replace(&mut seen[r], true));
+        if !permutation {
+            return Err(FitsError::Unexpected {
+                hdu: self.hdu_label(),
+                expected: "an image whose first axis is the rows of the table it goes with",
+                found: format!("shape {dims:?} for {} rows", order.len()),
+            });
+        }
+        let row_len = total.checked_div(rows).unwrap_or(0);
+        let size = std::mem::size_of::<T>();
+        let mut bytes: Vec<u8> = Vec::with_capacity(total * size);
+        let aligned = (bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>());
+        if !aligned {
+            // Never seen with the system allocator; read typed values, then copy their bytes.
+            let mut values: Vec<T> = Vec::with_capacity(total);
+            for &r in order {
+                let at = values.len();
+                // SAFETY: the spare capacity holds the row; its length is extended once written.
+                unsafe {
+                    self.read_elements(
+                        T::DATATYPE,
+                        r * row_len,
+                        row_len,
+                        values.spare_capacity_mut().as_mut_ptr().cast(),
+                    )?;
+                    values.set_len(at + row_len);
+                }
+            }
+            // SAFETY: Pixel types are plain numbers without padding.
+            let raw =
+                unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), total * size) };
+            return Ok(raw.to_vec());
+        }
+        for &r in order {
+            let at = bytes.len();
+            // SAFETY: the spare capacity holds the row and is aligned for T (checked above); the
+            // length is extended only once cfitsio has written the row.
+            unsafe {
+                self.read_elements(
+                    T::DATATYPE,
+                    r * row_len,
+                    row_len,
+                    bytes.spare_capacity_mut().as_mut_ptr().cast(),
+                )?;
+                bytes.set_len(at + row_len * size);
+            }
+        }
+        Ok(bytes)
+    }
+
+    fn image_nd<T: Copy>(&mut self, datatype: c_int) -> Result<(Vec<T>, Vec<usize>)> {
+        let (dims, total) = self.image_shape()?;
         // The size was checked against the file in `select`: allocate once, read in blocks into
         // the spare capacity, and count an element only once cfitsio has written it.
         let mut data: Vec<T> = Vec::with_capacity(total);
         while data.len() < total {
             let first = data.len();
             let n = (total - first).min(READ_BLOCK);
-            let mut anynul = 0;
-            // SAFETY: the spare capacity holds at least n elements of the requested type; cfitsio
-            // writes all n (no null substitution) or reports an error, and only then is the length
-            // extended.
+            // SAFETY: the spare capacity holds at least n elements of the requested type; the
+            // length is extended only once they are written.
             unsafe {
-                sys::ffgpv(
-                    self.raw(),
+                self.read_elements(
                     datatype,
-                    first as i64 + 1,
-                    n as i64,
-                    std::ptr::null_mut(),
+                    first,
+                    n,
                     data.spare_capacity_mut().as_mut_ptr().cast(),
-                    &mut anynul,
-                    &mut status,
-                )
-            };
-            check(status, || format!("{label}: cannot read image"))?;
-            // SAFETY: the n elements after the old length were just written by cfitsio.
-            unsafe { data.set_len(first + n) };
+                )?;
+                data.set_len(first + n);
+            }
         }
         Ok((data, dims))
     }
@@ -1164,6 +1278,52 @@ fn convert_cell(f: &FitsField, src: &[u8], dst: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A FITS file of one float32 image of shape `[rows, cols]` (numpy order), values r*100+c.
+    fn image_file(rows: usize, cols: usize) -> Vec<u8> {
+        let mut h = String::new();
+        for card in [
+            "SIMPLE  =                    T".to_string(),
+            "BITPIX  =                  -32".to_string(),
+            "NAXIS   =                    2".to_string(),
+            format!("NAXIS1  = {cols:>20}"),
+            format!("NAXIS2  = {rows:>20}"),
+            "END".to_string(),
+        ] {
+            h.push_str(&format!("{card:<80}"));
+        }
+        let mut bytes = h.into_bytes();
+        bytes.resize(2880, b' ');
+        for r in 0..rows {
+            for c in 0..cols {
+                bytes.extend_from_slice(&((r * 100 + c) as f32).to_be_bytes());
+            }
+        }
+        bytes.resize(bytes.len().div_ceil(2880) * 2880, 0);
+        bytes
+    }
+
+    #[test]
+    fn image_rows_come_in_the_order_asked_as_native_bytes() {
+        let mut f = Fits::open_memory(image_file(3, 4)).unwrap();
+        f.select(0).unwrap();
+        assert_eq!(f.image_dims().unwrap(), vec![3, 4]);
+        let bytes = f.image_rows_bytes::<f32>(&[2, 0, 1]).unwrap();
+        let values: Vec<f32> = bytes
+            .chunks(4)
+            .map(|b| f32::from_ne_bytes(b.try_into().unwrap()))
+            .collect();
+        let want: Vec<f32> = [2, 0, 1]
+            .iter()
+            .flat_map(|r| (0..4).map(move |c| (r * 100 + c) as f32))
+            .collect();
+        assert_eq!(values, want);
+        // Not a permutation of the rows: an error naming the shape, nothing read.
+        for bad in [&[0, 0, 1][..], &[0, 1][..], &[0, 1, 3][..]] {
+            let err = f.image_rows_bytes::<f32>(bad).unwrap_err();
+            assert!(err.to_string().contains("[3, 4]"), "{err}");
+        }
+    }
 
     #[test]
     fn header_values_are_typed() {

@@ -61,6 +61,22 @@ impl Array {
         }
     }
 
+    /// An array of `T` values given as their packed native-endian bytes (as read by
+    /// `fitsread::Fits::image_rows_bytes`): no copy.
+    pub fn of_bytes<T: hdf5::H5Type>(name: &str, shape: Vec<u64>, bytes: Vec<u8>) -> Self {
+        debug_assert_eq!(
+            shape.iter().product::<u64>() as usize * std::mem::size_of::<T>(),
+            bytes.len()
+        );
+        Self {
+            name: name.to_string(),
+            dtype: T::type_descriptor(),
+            shape,
+            bytes,
+            attrs: Vec::new(),
+        }
+    }
+
     /// A 1-D array of fixed-length strings, as wide as the longest (at least 1).
     pub fn strings(name: &str, values: &[String]) -> Self {
         let (w, bytes) = crate::v2::pack_strings(values);

@@ -13,18 +13,21 @@ use store::Table;
 
 use crate::decode::{InputError, Problem};
 
-/// One arm (B, R or Z) of a coadd: its wavelength grid and per-target arrays, row-major in the
-/// file's row order.
+/// One arm (B, R or Z) of a coadd: its wavelength grid and per-target arrays, rows in TARGETID
+/// order, as the native-endian bytes of their values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArmData {
     /// `b`, `r` or `z`.
     pub name: &'static str,
     pub wave: Vec<f64>,
-    pub flux: Vec<f32>,
-    pub ivar: Vec<f32>,
-    pub mask: Vec<i32>,
-    /// `[target, diagonal, pixel]`.
-    pub resolution: Vec<f32>,
+    /// float32 `[target, pixel]`.
+    pub flux: Vec<u8>,
+    /// float32 `[target, pixel]`.
+    pub ivar: Vec<u8>,
+    /// int32 `[target, pixel]`.
+    pub mask: Vec<u8>,
+    /// float32 `[target, diagonal, pixel]`.
+    pub resolution: Vec<u8>,
     pub ndiag: usize,
     /// BUNIT of each HDU of the arm (WAVELENGTH, FLUX, IVAR), when given.
     pub units: Vec<(&'static str, String)>,
@@ -41,8 +44,11 @@ impl ArmData {
 pub struct CoaddFile {
     /// TARGETID of each row of the file, in the file's order.
     pub targetids: Vec<i64>,
+    /// The file's rows in TARGETID order: `order[i]` is the file row of the i-th target.
+    pub order: Vec<usize>,
     /// The primary header.
     pub header: Vec<(String, AttrValue)>,
+    /// The arms, their rows in `order`.
     pub arms: Vec<ArmData>,
     /// FIBERMAP, EXP_FIBERMAP and SCORES (those present), keyed by TARGETID.
     pub tables: Vec<(PlateTable, Table)>,
@@ -112,24 +118,16 @@ fn bunit(f: &mut Fits) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
-type ImageRead<T> = fn(&mut Fits) -> fitsread::Result<(Vec<T>, Vec<usize>)>;
-
-/// An image HDU's values and BUNIT.
-struct Image<T> {
-    values: Vec<T>,
-    unit: Option<String>,
-}
-
-/// Reads the image HDU `name` of shape `want` (numpy order; None: any 1-D shape) and its BUNIT.
-fn image<T>(
+/// Selects the image HDU `name`, checks its shape against `want` (numpy order; None: any 1-D
+/// shape) and returns its BUNIT.
+fn image_hdu(
     path: &Path,
     f: &mut Fits,
     name: &str,
     want: Option<&[usize]>,
-    read: ImageRead<T>,
-) -> Result<Image<T>, InputError> {
+) -> Result<Option<String>, InputError> {
     select(path, f, name, HduKind::Image)?;
-    let (values, dims) = read(f).map_err(fits_err(path))?;
+    let dims = f.image_dims().map_err(fits_err(path))?;
     let ok = match want {
         Some(w) => dims == w,
         None => dims.len() == 1,
@@ -141,15 +139,31 @@ fn image<T>(
             format!("HDU {name} has shape {dims:?}, expected {want} (FIBERMAP rows, then the pixels of the arm's WAVELENGTH)"),
         ));
     }
-    Ok(Image {
-        values,
-        unit: bunit(f),
-    })
+    Ok(bunit(f))
 }
 
-/// Reads arm `arm` (`b`) of a coadd of `n` targets, its shapes checked against FIBERMAP and the
-/// arm's WAVELENGTH.
-fn read_arm(path: &Path, f: &mut Fits, arm: &'static str, n: usize) -> Result<ArmData, InputError> {
+/// Reads the rows of the image HDU `name` (of shape `want`) in `order`, as bytes of `T`.
+fn rows<T: fitsread::Pixel>(
+    path: &Path,
+    f: &mut Fits,
+    name: &str,
+    want: &[usize],
+    order: &[usize],
+) -> Result<(Vec<u8>, Option<String>), InputError> {
+    let unit = image_hdu(path, f, name, Some(want))?;
+    let bytes = f.image_rows_bytes::<T>(order).map_err(fits_err(path))?;
+    Ok((bytes, unit))
+}
+
+/// Reads arm `arm` (`b`) of a coadd whose FIBERMAP rows are `order` in TARGETID order, its shapes
+/// checked against FIBERMAP and the arm's WAVELENGTH; the rows in TARGETID order.
+fn read_arm(
+    path: &Path,
+    f: &mut Fits,
+    arm: &'static str,
+    order: &[usize],
+) -> Result<ArmData, InputError> {
+    let n = order.len();
     let hdu = |q: &str| format!("{}_{q}", arm.to_ascii_uppercase());
     let mut units = Vec::new();
     let mut unit = |q: &'static str, u: Option<String>| {
@@ -157,18 +171,19 @@ fn read_arm(path: &Path, f: &mut Fits, arm: &'static str, n: usize) -> Result<Ar
             units.push((q, u));
         }
     };
-    let wave = image(path, f, &hdu("WAVELENGTH"), None, Fits::image_nd_f64)?;
-    unit("WAVELENGTH", wave.unit);
-    let npix = wave.values.len();
-    let rows = [n, npix];
-    let flux = image(path, f, &hdu("FLUX"), Some(&rows), Fits::image_nd_f32)?;
-    unit("FLUX", flux.unit);
-    let ivar = image(path, f, &hdu("IVAR"), Some(&rows), Fits::image_nd_f32)?;
-    unit("IVAR", ivar.unit);
-    let mask = image(path, f, &hdu("MASK"), Some(&rows), Fits::image_nd_i32)?;
+    let wave_unit = image_hdu(path, f, &hdu("WAVELENGTH"), None)?;
+    let (wave, _) = f.image_nd_f64().map_err(fits_err(path))?;
+    unit("WAVELENGTH", wave_unit);
+    let npix = wave.len();
+    let shape = [n, npix];
+    let (flux, u) = rows::<f32>(path, f, &hdu("FLUX"), &shape, order)?;
+    unit("FLUX", u);
+    let (ivar, u) = rows::<f32>(path, f, &hdu("IVAR"), &shape, order)?;
+    unit("IVAR", u);
+    let (mask, _) = rows::<i32>(path, f, &hdu("MASK"), &shape, order)?;
     let name = hdu("RESOLUTION");
     select(path, f, &name, HduKind::Image)?;
-    let (resolution, dims) = f.image_nd_f32().map_err(fits_err(path))?;
+    let dims = f.image_dims().map_err(fits_err(path))?;
     if dims.len() != 3 || dims[0] != n || dims[2] != npix || dims[1] == 0 {
         return Err(desi(
             path,
@@ -178,12 +193,13 @@ fn read_arm(path: &Path, f: &mut Fits, arm: &'static str, n: usize) -> Result<Ar
             ),
         ));
     }
+    let resolution = f.image_rows_bytes::<f32>(order).map_err(fits_err(path))?;
     Ok(ArmData {
         name: arm,
-        wave: wave.values,
-        flux: flux.values,
-        ivar: ivar.values,
-        mask: mask.values,
+        wave,
+        flux,
+        ivar,
+        mask,
         resolution,
         ndiag: dims[1],
         units,
@@ -221,18 +237,26 @@ pub fn decode_coadd(path: &Path) -> Result<CoaddFile, InputError> {
     let header = f.header_cards().map_err(fits_err(path))?;
     let fibermap = read_table(path, &mut f, "FIBERMAP", true)?.expect("required");
     let targetids = unique_targetids(path, &fibermap, "FIBERMAP")?;
-    let n = targetids.len();
+    let mut order: Vec<usize> = (0..targetids.len()).collect();
+    order.sort_by_key(|&r| targetids[r]);
     // The arms are 99% of the bytes: with a reentrant cfitsio each is read on its own rayon
     // thread through its own handle; the first failing arm in B, R, Z order is reported.
     let arms: Vec<ArmData> = if fitsread::cfitsio_reentrant() {
         ARMS.par_iter()
-            .map(|&arm| read_arm(path, &mut Fits::open(path).map_err(fits_err(path))?, arm, n))
+            .map(|&arm| {
+                read_arm(
+                    path,
+                    &mut Fits::open(path).map_err(fits_err(path))?,
+                    arm,
+                    &order,
+                )
+            })
             .collect::<Vec<_>>()
             .into_iter()
             .collect::<Result<_, _>>()?
     } else {
         ARMS.iter()
-            .map(|&arm| read_arm(path, &mut f, arm, n))
+            .map(|&arm| read_arm(path, &mut f, arm, &order))
             .collect::<Result<_, _>>()?
     };
     let mut tables = vec![(PlateTable::Fibermap, fibermap)];
@@ -260,6 +284,7 @@ pub fn decode_coadd(path: &Path) -> Result<CoaddFile, InputError> {
     }
     Ok(CoaddFile {
         targetids,
+        order,
         header,
         arms,
         tables,

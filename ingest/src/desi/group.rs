@@ -15,32 +15,8 @@ use store::attrs::AttrValue;
 use store::merged::{Array, Block, MergedGroup};
 use store::Table;
 
-use rayon::prelude::*;
-
 use super::decode::{ArmData, CoaddFile, RedrockFile};
 use crate::writer::HEADER_SOURCE_ATTR;
-
-/// The array `name` of shape `shape` holding the rows of `values` (rows of `len` values) in the
-/// order `order`, packed straight into the array's bytes (one copy); `values` is dropped after.
-fn permuted<T: hdf5::H5Type + bytemuck::Pod>(
-    name: &str,
-    shape: Vec<u64>,
-    values: Vec<T>,
-    len: usize,
-    order: &[usize],
-) -> Array {
-    let mut bytes = Vec::with_capacity(std::mem::size_of_val(values.as_slice()));
-    for &r in order {
-        bytes.extend_from_slice(bytemuck::cast_slice(&values[r * len..(r + 1) * len]));
-    }
-    Array {
-        name: name.to_string(),
-        dtype: T::type_descriptor(),
-        shape,
-        bytes,
-        attrs: Vec::new(),
-    }
-}
 
 fn with_attrs(mut a: Array, attrs: Vec<(String, AttrValue)>) -> Array {
     a.attrs = attrs;
@@ -61,9 +37,9 @@ pub fn keyed(t: &Table, row_of: &HashMap<i64, i32>) -> Result<Table, i64> {
     Ok(t.reordered_with_key(TARGET_ROW, &order, &keys))
 }
 
-/// The block of one arm: its key, shared wavelength grid and per-target arrays in `order`.
-fn arm_block(arm: ArmData, order: &[usize], key: Array) -> Block {
-    let npix = arm.npix();
+/// The block of one arm (rows already in TARGETID order): its key, shared wavelength grid and
+/// per-target arrays, whose bytes move into the block.
+fn arm_block(arm: ArmData, rows: u64, key: Array) -> Block {
     let unit = |q: &str| -> Vec<(String, AttrValue)> {
         arm.units
             .iter()
@@ -74,7 +50,7 @@ fn arm_block(arm: ArmData, order: &[usize], key: Array) -> Block {
     let mut wave_attrs = unit("WAVELENGTH");
     wave_attrs.push((sdss5::SHARED_ATTR.to_string(), AttrValue::Bool(true)));
     let (flux_attrs, ivar_attrs) = (unit("FLUX"), unit("IVAR"));
-    let (rows, p) = (order.len() as u64, npix as u64);
+    let p = arm.npix() as u64;
     let ndiag = arm.ndiag;
     Block {
         path: arm.name.to_string(),
@@ -83,33 +59,24 @@ fn arm_block(arm: ArmData, order: &[usize], key: Array) -> Block {
             key,
             with_attrs(Array::of("WAVELENGTH", vec![p], &arm.wave), wave_attrs),
             with_attrs(
-                permuted("FLUX", vec![rows, p], arm.flux, npix, order),
+                Array::of_bytes::<f32>("FLUX", vec![rows, p], arm.flux),
                 flux_attrs,
             ),
             with_attrs(
-                permuted("IVAR", vec![rows, p], arm.ivar, npix, order),
+                Array::of_bytes::<f32>("IVAR", vec![rows, p], arm.ivar),
                 ivar_attrs,
             ),
-            permuted("MASK", vec![rows, p], arm.mask, npix, order),
-            permuted(
-                "RESOLUTION",
-                vec![rows, ndiag as u64, p],
-                arm.resolution,
-                ndiag * npix,
-                order,
-            ),
+            Array::of_bytes::<i32>("MASK", vec![rows, p], arm.mask),
+            Array::of_bytes::<f32>("RESOLUTION", vec![rows, ndiag as u64, p], arm.resolution),
         ],
     }
 }
 
-/// The store group of a coadd file (no redshifts yet). The file is consumed: each arm's values
-/// are dropped once its rows are in TARGETID order, and the arms are laid out on rayon threads.
+/// The store group of a coadd file (no redshifts yet); the file's arrays move into it.
 pub fn coadd_group(group: DesiGroup, c: CoaddFile) -> MergedGroup {
     let n = c.targetids.len();
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|&r| c.targetids[r]);
     let target_row: Vec<i32> = (1..=n as i32).collect();
-    let sorted_ids: Vec<i64> = order.iter().map(|&r| c.targetids[r]).collect();
+    let sorted_ids: Vec<i64> = c.order.iter().map(|&r| c.targetids[r]).collect();
     let row_of: HashMap<i64, i32> = sorted_ids.iter().copied().zip(1..).collect();
     let total: usize = c.arms.iter().map(|a| a.npix()).sum();
     let rows = n as u64;
@@ -124,12 +91,7 @@ pub fn coadd_group(group: DesiGroup, c: CoaddFile) -> MergedGroup {
             Array::of(layout::NPIX, vec![rows], &vec![total as i32; n]),
         ],
     }];
-    let arms: Vec<Block> = c
-        .arms
-        .into_par_iter()
-        .map(|arm| arm_block(arm, &order, key()))
-        .collect();
-    blocks.extend(arms);
+    blocks.extend(c.arms.into_iter().map(|arm| arm_block(arm, rows, key())));
     let tables = c
         .tables
         .iter()
