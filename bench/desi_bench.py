@@ -11,6 +11,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from export_bench import survey_export_lines, survey_exports
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = ROOT / ".venv" / "bin" / "python"
 GEN = ROOT / "tests" / "clients" / "desi_files.py"
@@ -113,6 +115,7 @@ def desi_phase(scale, out, results, h, repeat=None):
     r["query_raw"] = {"bytes": nbytes, "read": rd, "write_fsync": wr, "total": rd["median"] + wr["median"]}
     if o.exists():
         o.unlink()
+    r["export"] = survey_exports(h, store, lst, out, R)
     shutil.rmtree(store)
     shutil.rmtree(inputs)
     results["desi"] = r
@@ -143,4 +146,6 @@ def desi_report(r, fmt):
                      f"{q['peak_rss_mb']['median']:.0f} |")
     lines.append(f"Raw limit of the query's {raw['bytes'] / 1e6:.0f} MB: read {fmt(raw['read'])} s + `dd` with fsync "
                  f"{fmt(raw['write_fsync'])} s = {raw['total']:.2f} s.")
+    if "export" in s:
+        lines += survey_export_lines(s["export"], fmt, "DESI, TARGETID list; per-arm list columns")
     return lines

@@ -38,6 +38,40 @@ def remove(path: Path):
         path.unlink()
 
 
+def survey_exports(h, store, lst, out, repeat, ranks=2):
+    """Exports the spectra of `lst` (any spectrum list) to an Arrow and a Parquet directory at
+    `ranks` ranks — the form that scales — `repeat` times each, beside `dd` of the larger output's
+    bytes with fsync (for the SDSS-V and DESI phases)."""
+    runs = {}
+    for fmt_name in ("arrow", "parquet"):
+        es = []
+        for _ in range(repeat):
+            e, path = export_once(h, store, lst, fmt_name, "dir", ranks, out)
+            es.append(e)
+            remove(path)
+        runs[fmt_name] = {"rows": es[0]["rows"], "file_bytes": es[0]["file_bytes"], "ranks": ranks,
+                          "seconds": h["stats"]([e["seconds"] for e in es]),
+                          "peak_rss_mb": max(e["peak_rss_mb"] for e in es)}
+        print(f"bench: export {es[0]['rows']} spectra, {fmt_name} dir, {ranks} rank(s): "
+              f"{h['fmt'](runs[fmt_name]['seconds'])} s", flush=True)
+    nbytes = max(v["file_bytes"] for v in runs.values())
+    raw = h["stats"]([h["raw_write"](out / "dd.tmp", nbytes) for _ in range(repeat)])
+    return {"runs": runs, "raw_bytes": nbytes, "raw_write_fsync": raw}
+
+
+def survey_export_lines(x, fmt, what):
+    """The report's table of survey_exports' result."""
+    raw = x["raw_write_fsync"]["median"]
+    lines = ["", f"| export ({what}) | rows | ranks | MB | seconds | share of `dd` of the same bytes | peak RSS MB/rank |",
+             "|---|---|---|---|---|---|---|"]
+    for name, v in x["runs"].items():
+        share = raw * v["file_bytes"] / x["raw_bytes"] / v["seconds"]["median"]
+        lines.append(f"| {name} directory | {v['rows']} | {v['ranks']} | {v['file_bytes'] / 1e6:.0f} | "
+                     f"{fmt(v['seconds'])} | {share * 100:.0f}% | {v['peak_rss_mb']:.0f} |")
+    lines.append(f"`dd` of {x['raw_bytes'] / 1e6:.0f} MB with fsync: {fmt(x['raw_write_fsync'])} s.")
+    return lines
+
+
 def make_store(h, out, name, plates, fibers, npix, seed):
     fits, store = out / f"{name}-fits", out / f"{name}-store"
     p, _ = h["run"]([h["BIN"] / "boss-synth", "--plates", plates, "--fibers", fibers, "--npix", npix,

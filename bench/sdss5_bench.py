@@ -9,6 +9,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from export_bench import survey_export_lines, survey_exports
+
 
 SCALES = {
     # field-MJDs from spField files, targets per field, pixels, field-MJDs of spec files, query size
@@ -125,6 +127,7 @@ def sdss5_phase(scale, out, results, h, repeat=None):
     r5["query_raw"] = {"bytes": nbytes, "read": rd, "write_fsync": wr, "total": rd["median"] + wr["median"]}
     if o.exists():
         o.unlink()
+    r5["export"] = survey_exports(h, store5, lst, out, R)
     shutil.rmtree(store5)
     results["sdss5"] = r5
 
@@ -160,4 +163,6 @@ def sdss5_report(r, fmt):
                      + f" | {q['peak_rss_mb']['median']:.0f} |")
     lines.append(f"Raw limit of the query's {raw['bytes'] / 1e6:.0f} MB: read {fmt(raw['read'])} s + `dd` with fsync "
                  f"{fmt(raw['write_fsync'])} s = {raw['total']:.2f} s.")
+    if "export" in s:
+        lines += survey_export_lines(s["export"], fmt, "SDSS-V, FIELD, MJD, CATALOGID list")
     return lines
