@@ -372,7 +372,12 @@ impl Fits {
             let header = self.read_header_index()?;
             self.headers.insert(index, header);
         }
-        let announced = self.announced_data_bytes()?;
+        let mut announced = self.announced_data_bytes()?;
+        if kind == IMAGE_HDU {
+            // What cfitsio itself will read, from the BITPIX and NAXISn it parsed: it can read a
+            // card our index does not (`BITPIX=   -32`, the value indicator before column 9).
+            announced = announced.max(self.cfitsio_image_bytes()?);
+        }
         let (start, _) = self.data_extent()?;
         let available = self.size.saturating_sub(start);
         if announced > available {
@@ -719,6 +724,36 @@ impl Fits {
     /// The current image HDU (up to 4 axes) with its shape, slowest axis first (numpy's order:
     /// NAXISn … NAXIS1), and its values converted to the requested type, read in blocks (the size
     /// was checked against the file in [`Fits::select`]).
+    /// The bytes of the current image as cfitsio parsed its header (0 for more than 4 axes,
+    /// which no reader here reads).
+    fn cfitsio_image_bytes(&mut self) -> Result<u64> {
+        const MAX_AXES: usize = 4;
+        let (mut bitpix, mut naxis): (c_int, c_int) = (0, 0);
+        let mut naxes: [i64; MAX_AXES] = [0; MAX_AXES];
+        let mut status = 0;
+        // SAFETY: naxes holds MAX_AXES axes, maxaxis = MAX_AXES.
+        unsafe {
+            sys::ffgiprll(
+                self.raw(),
+                MAX_AXES as c_int,
+                &mut bitpix,
+                &mut naxis,
+                naxes.as_mut_ptr(),
+                &mut status,
+            )
+        };
+        check(status, || format!("HDU {}: cannot read image size", self.current))?;
+        if naxis < 1 || naxis as usize > MAX_AXES {
+            return Ok(0);
+        }
+        Ok(naxes[..naxis as usize]
+            .iter()
+            .try_fold(u64::from(bitpix.unsigned_abs() / 8), |a, &n| {
+                a.checked_mul(n.max(0) as u64)
+            })
+            .unwrap_or(u64::MAX))
+    }
+
     /// The shape of the current image (1 to 4 axes, numpy order) and its number of elements.
     fn image_shape(&mut self) -> Result<(Vec<usize>, usize)> {
         const MAX_AXES: usize = 4;
@@ -1435,6 +1470,14 @@ mod tests {
         let err = Fits::open_memory(feeds.to_vec()).err().unwrap();
         assert!(
             matches!(&err, FitsError::UnsafeCard { keyword, .. } if keyword == "TTYPE5"),
+            "{err}"
+        );
+        // The fifth: `BITPIX=   -32` (cfitsio reads it, the header index did not): cfitsio read
+        // four times the data the file holds, past the end of the buffer.
+        let bitpix = include_bytes!("../../fuzz/regressions/fits_reader-early-equals-bitpix.fits");
+        let err = Fits::open_memory(bitpix.to_vec()).err().unwrap();
+        assert!(
+            matches!(err, FitsError::DataBeyondEnd { announced: 370960, .. }),
             "{err}"
         );
         // The fourth: `TTYPE8=  999…`, a value indicator before column 9.
