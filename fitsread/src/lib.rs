@@ -742,7 +742,9 @@ impl Fits {
                 &mut status,
             )
         };
-        check(status, || format!("HDU {}: cannot read image size", self.current))?;
+        check(status, || {
+            format!("HDU {}: cannot read image size", self.current)
+        })?;
         if naxis < 1 || naxis as usize > MAX_AXES {
             return Ok(0);
         }
@@ -1477,7 +1479,13 @@ mod tests {
         let bitpix = include_bytes!("../../fuzz/regressions/fits_reader-early-equals-bitpix.fits");
         let err = Fits::open_memory(bitpix.to_vec()).err().unwrap();
         assert!(
-            matches!(err, FitsError::DataBeyondEnd { announced: 370960, .. }),
+            matches!(
+                err,
+                FitsError::DataBeyondEnd {
+                    announced: 370960,
+                    ..
+                }
+            ),
             "{err}"
         );
         // The fourth: `TTYPE8=  999…`, a value indicator before column 9.
