@@ -268,8 +268,15 @@ impl Fits {
     pub fn open_memory(bytes: Vec<u8>) -> Result<Self> {
         let len = bytes.len() as u64;
         refuse_unsafe_cards(prescan::check(&mut std::io::Cursor::new(&bytes), len))?;
+        // cfitsio loads whole 2880-byte records: its memory driver copies the last record of a file
+        // whose size is not a multiple of 2880 from past the end of the buffer (a segfault when that
+        // crosses into an unmapped page — found by the fuzzer). The buffer is padded with zeros to
+        // whole records; cfitsio is told the file's own size, so its end-of-file checks are as before.
+        let size = bytes.len();
+        let mut bytes = bytes;
+        bytes.resize(size.div_ceil(2880).max(1) * 2880, 0);
         let mut mem = Box::new(MemFile {
-            size: bytes.len(),
+            size,
             ptr: std::ptr::null_mut(),
             _bytes: bytes,
         });
