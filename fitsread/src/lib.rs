@@ -127,6 +127,9 @@ impl Pixel for f64 {
     const DATATYPE: c_int = TDOUBLE;
 }
 
+/// The most image axes read here (numpy order, slowest first).
+const MAX_AXES: usize = 4;
+
 /// Elements read by one cfitsio call: memory grows with what the file really holds.
 const READ_BLOCK: usize = 1 << 20;
 
@@ -728,13 +731,8 @@ impl Fits {
         Ok((data, dims[0], dims[1]))
     }
 
-    /// The current image HDU (up to 4 axes) with its shape, slowest axis first (numpy's order:
-    /// NAXISn … NAXIS1), and its values converted to the requested type, read in blocks (the size
-    /// was checked against the file in [`Fits::select`]).
-    /// The bytes of the current image as cfitsio parsed its header (0 for more than 4 axes,
-    /// which no reader here reads).
-    fn cfitsio_image_bytes(&mut self) -> Result<u64> {
-        const MAX_AXES: usize = 4;
+    /// BITPIX, NAXIS and the first 4 NAXISn of the current image, as cfitsio parsed its header.
+    fn image_params(&mut self) -> Result<(c_int, c_int, [i64; MAX_AXES])> {
         let (mut bitpix, mut naxis): (c_int, c_int) = (0, 0);
         let mut naxes: [i64; MAX_AXES] = [0; MAX_AXES];
         let mut status = 0;
@@ -752,6 +750,13 @@ impl Fits {
         check(status, || {
             format!("HDU {}: cannot read image size", self.current)
         })?;
+        Ok((bitpix, naxis, naxes))
+    }
+
+    /// The bytes of the current image as cfitsio parsed its header (0 for more than 4 axes,
+    /// which no reader here reads).
+    fn cfitsio_image_bytes(&mut self) -> Result<u64> {
+        let (bitpix, naxis, naxes) = self.image_params()?;
         if naxis < 1 || naxis as usize > MAX_AXES {
             return Ok(0);
         }
@@ -765,31 +770,15 @@ impl Fits {
 
     /// The shape of the current image (1 to 4 axes, numpy order) and its number of elements.
     fn image_shape(&mut self) -> Result<(Vec<usize>, usize)> {
-        const MAX_AXES: usize = 4;
-        let label = self.hdu_label();
-        let mut bitpix: c_int = 0;
-        let mut naxis: c_int = 0;
-        let mut naxes: [i64; MAX_AXES] = [0; MAX_AXES];
-        let mut status = 0;
-        // SAFETY: naxes holds MAX_AXES axes, maxaxis = MAX_AXES.
-        unsafe {
-            sys::ffgiprll(
-                self.raw(),
-                MAX_AXES as c_int,
-                &mut bitpix,
-                &mut naxis,
-                naxes.as_mut_ptr(),
-                &mut status,
-            )
-        };
-        check(status, || format!("{label}: cannot read image size"))?;
+        let (_, naxis, naxes) = self.image_params()?;
         if naxis < 1 || naxis as usize > MAX_AXES {
             return Err(FitsError::Unexpected {
-                hdu: label,
+                hdu: self.hdu_label(),
                 expected: "an image of 1 to 4 axes",
                 found: format!("{naxis} axes"),
             });
         }
+        let label = self.hdu_label();
         let dims: Vec<usize> = naxes[..naxis as usize]
             .iter()
             .rev()
@@ -906,6 +895,9 @@ impl Fits {
         Ok(bytes)
     }
 
+    /// The current image HDU (up to 4 axes) with its shape, slowest axis first (numpy's order:
+    /// NAXISn … NAXIS1), and its values converted to the requested type, read in blocks (the size
+    /// was checked against the file in [`Fits::select`]).
     fn image_nd<T: Copy>(&mut self, datatype: c_int) -> Result<(Vec<T>, Vec<usize>)> {
         let (dims, total) = self.image_shape()?;
         // The size was checked against the file in `select`: allocate once, read in blocks into
