@@ -39,6 +39,15 @@ impl HeaderIndex {
             }
         }
         self.names.insert(name);
+        // cfitsio names a card by its text up to the first blank or `=`, and reads `BITPIX=  -32`
+        // (a value indicator before column 9) as BITPIX: such a name is left to cfitsio (Ask).
+        let short = card.iter().take_while(|&&b| b != b' ' && b != b'=').count();
+        if short < 8 && card.get(short) == Some(&b'=') {
+            let name = String::from_utf8_lossy(&card[..short]).to_ascii_uppercase();
+            if !self.values.contains_key(&name) {
+                self.names.insert(name);
+            }
+        }
     }
 
     pub fn lookup(&self, key: &str) -> Lookup<'_> {
@@ -159,5 +168,8 @@ mod tests {
         assert_eq!(h.lookup("COMMENT"), Lookup::Ask);
         assert_eq!(h.lookup("ESO X"), Lookup::Ask);
         assert_eq!(h.lookup("LONGKEYWORD"), Lookup::Ask);
+        // The value indicator before column 9, which cfitsio reads: not "absent", ask cfitsio.
+        h.add(&card("BITPIX=                -32"), || None);
+        assert_eq!(h.lookup("BITPIX"), Lookup::Ask);
     }
 }

@@ -382,12 +382,7 @@ impl Fits {
             let header = self.read_header_index()?;
             self.headers.insert(index, header);
         }
-        let mut announced = self.announced_data_bytes()?;
-        if kind == IMAGE_HDU {
-            // What cfitsio itself will read, from the BITPIX and NAXISn it parsed: it can read a
-            // card our index does not (`BITPIX=   -32`, the value indicator before column 9).
-            announced = announced.max(self.cfitsio_image_bytes()?);
-        }
+        let announced = self.announced_data_bytes()?;
         let (start, _) = self.data_extent()?;
         let available = self.size.saturating_sub(start);
         if announced > available {
@@ -731,8 +726,9 @@ impl Fits {
         Ok((data, dims[0], dims[1]))
     }
 
-    /// BITPIX, NAXIS and the first 4 NAXISn of the current image, as cfitsio parsed its header.
-    fn image_params(&mut self) -> Result<(c_int, c_int, [i64; MAX_AXES])> {
+    /// The shape of the current image (1 to 4 axes, numpy order) and its number of elements.
+    fn image_shape(&mut self) -> Result<(Vec<usize>, usize)> {
+        let label = self.hdu_label();
         let (mut bitpix, mut naxis): (c_int, c_int) = (0, 0);
         let mut naxes: [i64; MAX_AXES] = [0; MAX_AXES];
         let mut status = 0;
@@ -747,38 +743,14 @@ impl Fits {
                 &mut status,
             )
         };
-        check(status, || {
-            format!("HDU {}: cannot read image size", self.current)
-        })?;
-        Ok((bitpix, naxis, naxes))
-    }
-
-    /// The bytes of the current image as cfitsio parsed its header (0 for more than 4 axes,
-    /// which no reader here reads).
-    fn cfitsio_image_bytes(&mut self) -> Result<u64> {
-        let (bitpix, naxis, naxes) = self.image_params()?;
-        if naxis < 1 || naxis as usize > MAX_AXES {
-            return Ok(0);
-        }
-        Ok(naxes[..naxis as usize]
-            .iter()
-            .try_fold(u64::from(bitpix.unsigned_abs() / 8), |a, &n| {
-                a.checked_mul(n.max(0) as u64)
-            })
-            .unwrap_or(u64::MAX))
-    }
-
-    /// The shape of the current image (1 to 4 axes, numpy order) and its number of elements.
-    fn image_shape(&mut self) -> Result<(Vec<usize>, usize)> {
-        let (_, naxis, naxes) = self.image_params()?;
+        check(status, || format!("{label}: cannot read image size"))?;
         if naxis < 1 || naxis as usize > MAX_AXES {
             return Err(FitsError::Unexpected {
-                hdu: self.hdu_label(),
+                hdu: label,
                 expected: "an image of 1 to 4 axes",
                 found: format!("{naxis} axes"),
             });
         }
-        let label = self.hdu_label();
         let dims: Vec<usize> = naxes[..naxis as usize]
             .iter()
             .rev()
@@ -788,7 +760,7 @@ impl Fits {
             .iter()
             .try_fold(1usize, |a, &n| a.checked_mul(n))
             .ok_or_else(|| FitsError::BadKey {
-                hdu: label.clone(),
+                hdu: label,
                 key: "NAXIS".into(),
                 value: format!("{dims:?}"),
                 why: "the image size overflows",
@@ -856,40 +828,32 @@ impl Fits {
         let row_len = total.checked_div(rows).unwrap_or(0);
         let size = std::mem::size_of::<T>();
         let mut bytes: Vec<u8> = Vec::with_capacity(total * size);
+        // cfitsio writes T values: straight into the result when its buffer is aligned for T (as
+        // the system allocator's always are), else through one row of T copied after.
         let aligned = (bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>());
-        if !aligned {
-            // Never seen with the system allocator; read typed values, then copy their bytes.
-            let mut values: Vec<T> = Vec::with_capacity(total);
-            for &r in order {
-                let at = values.len();
-                // SAFETY: the spare capacity holds the row; its length is extended once written.
-                unsafe {
-                    self.read_elements(
-                        T::DATATYPE,
-                        r * row_len,
-                        row_len,
-                        values.spare_capacity_mut().as_mut_ptr().cast(),
-                    )?;
-                    values.set_len(at + row_len);
-                }
-            }
-            // SAFETY: Pixel types are plain numbers without padding.
-            let raw =
-                unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), total * size) };
-            return Ok(raw.to_vec());
-        }
+        let mut row: Vec<T> = Vec::with_capacity(if aligned { 0 } else { row_len });
         for &r in order {
             let at = bytes.len();
-            // SAFETY: the spare capacity holds the row and is aligned for T (checked above); the
-            // length is extended only once cfitsio has written the row.
+            let dst = if aligned {
+                bytes.spare_capacity_mut().as_mut_ptr().cast()
+            } else {
+                row.spare_capacity_mut().as_mut_ptr().cast()
+            };
+            // SAFETY: dst has room for row_len values of T and is aligned for T; a length is
+            // extended only once cfitsio has written the row. Pixel types are plain numbers
+            // without padding, so a row of T is row_len * size initialised bytes.
             unsafe {
-                self.read_elements(
-                    T::DATATYPE,
-                    r * row_len,
-                    row_len,
-                    bytes.spare_capacity_mut().as_mut_ptr().cast(),
-                )?;
-                bytes.set_len(at + row_len * size);
+                self.read_elements(T::DATATYPE, r * row_len, row_len, dst)?;
+                if aligned {
+                    bytes.set_len(at + row_len * size);
+                } else {
+                    row.set_len(row_len);
+                    bytes.extend_from_slice(std::slice::from_raw_parts(
+                        row.as_ptr().cast::<u8>(),
+                        row_len * size,
+                    ));
+                    row.set_len(0);
+                }
             }
         }
         Ok(bytes)

@@ -83,7 +83,13 @@ impl ZcatIndex {
             return Err(err(path, format!("HDU {ZCATALOG} is missing")));
         }
         let layout = f.table_layout().map_err(e)?;
-        let has = |cols: &[&str]| cols.iter().all(|c| layout.has_column(c));
+        let missing = |cols: &[&'static str]| -> Vec<&'static str> {
+            cols.iter()
+                .copied()
+                .filter(|c| !layout.has_column(c))
+                .collect()
+        };
+        let (healpix_missing, tile_missing) = (missing(&HEALPIX_KEY), missing(&TILE_KEY));
         if !layout.has_column(TARGETID) {
             return Err(err(
                 path,
@@ -91,7 +97,7 @@ impl ZcatIndex {
             ));
         }
         let tid = f.int_column(TARGETID).map_err(e)?;
-        let rows = if has(&HEALPIX_KEY) {
+        let rows = if healpix_missing.is_empty() {
             let pix = f.int_column("HEALPIX").map_err(e)?;
             let [survey, program] = str_columns(path, &mut f, ["SURVEY", "PROGRAM"])?;
             (0..tid.len())
@@ -105,7 +111,7 @@ impl ZcatIndex {
                     Some((g, tid[i], i as u64))
                 })
                 .collect()
-        } else if has(&TILE_KEY) {
+        } else if tile_missing.is_empty() {
             let [tile, petal, night] = TILE_KEY.map(|c| f.int_column(c).map_err(e));
             let (tile, petal, night) = (tile?, petal?, night?);
             (0..tid.len())
@@ -115,20 +121,13 @@ impl ZcatIndex {
                 })
                 .collect()
         } else {
-            let missing = |cols: &[&str]| {
-                cols.iter()
-                    .filter(|c| !layout.has_column(c))
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
             return Err(err(
                 path,
                 format!(
                     "HDU {ZCATALOG} is neither a HEALPix zcatalog (missing {}) nor a cumulative tile \
                      zcatalog (missing {}; per-night and per-exposure tile catalogs have no coadds here)",
-                    missing(&HEALPIX_KEY),
-                    missing(&TILE_KEY)
+                    healpix_missing.join(", "),
+                    tile_missing.join(", ")
                 ),
             ));
         };
