@@ -1,9 +1,12 @@
 //! The keywords of one header, read once when its HDU is selected: lookups by name are answered
 //! from a map instead of a cfitsio scan of the header per keyword (SDSS-V headers hold thousands
-//! of cards, and a header is consulted many times per HDU). Values are converted as cfitsio's
-//! `ffgkys`/`ffgky` convert them: strings unquoted with `''` as a quote and trailing blanks
-//! dropped, numbers with a `D` exponent, logicals as 1/0, quoted numbers as numbers.
+//! of cards, and a header is consulted many times per HDU). A card's value is split from it (by
+//! cfitsio's `ffpsvc`, which the caller passes) only when it is looked up: most cards never are.
+//! Values are converted as cfitsio's `ffgkys`/`ffgky` convert them: strings unquoted with `''` as a
+//! quote and trailing blanks dropped, numbers with a `D` exponent, logicals as 1/0, quoted numbers
+//! as numbers.
 
+use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 
 /// What the index knows of a keyword.
@@ -13,44 +16,69 @@ pub enum Lookup<'a> {
     Value(&'a str),
     /// Certainly not in the header.
     Absent,
-    /// A name the index does not decide (HIERARCH, longer than 8 characters, or a card without a
-    /// value indicator such as COMMENT): ask cfitsio.
+    /// A name the index does not decide (HIERARCH, longer than 8 characters, a card without a
+    /// value indicator such as COMMENT, or a value cfitsio cannot split): ask cfitsio.
     Ask,
 }
 
-/// The keyword names and values of one header, first occurrence of each.
+/// A keyword name of at most 8 bytes, upper-cased and blank-padded.
+type Name = [u8; 8];
+
+fn name_of(text: &[u8]) -> Name {
+    let mut n = [b' '; 8];
+    for (d, s) in n.iter_mut().zip(text) {
+        *d = s.to_ascii_uppercase();
+    }
+    n
+}
+
+/// The first valued card of a name: where its text is, and its value once split.
+#[derive(Debug)]
+struct Valued {
+    card: std::ops::Range<usize>,
+    value: OnceCell<Option<String>>,
+}
+
+/// The keyword names of one header, and for each the first card with a value indicator.
 #[derive(Debug, Default)]
 pub struct HeaderIndex {
-    values: HashMap<String, String>,
-    names: HashSet<String>,
+    text: Vec<u8>,
+    values: HashMap<Name, Valued>,
+    names: HashSet<Name>,
 }
 
 impl HeaderIndex {
     /// Adds one card: its upper-cased name (the first 8 bytes) and, for a card with a value
-    /// indicator, the value text `split` gives (cfitsio's `ffpsvc`).
-    pub fn add(&mut self, card: &[u8], split: impl FnOnce() -> Option<String>) {
-        let name = String::from_utf8_lossy(&card[..card.len().min(8)])
-            .trim_end()
-            .to_ascii_uppercase();
+    /// indicator, where its text is (the value is split on lookup).
+    pub fn add(&mut self, card: &[u8]) {
+        let name = name_of(&card[..card.len().min(8)]);
         let valued = card.len() >= 10 && &card[8..10] == b"= ";
-        if valued && !self.values.contains_key(&name) && name != "HIERARCH" {
-            if let Some(v) = split() {
-                self.values.insert(name.clone(), v);
-            }
+        if valued && &name != b"HIERARCH" && !self.values.contains_key(&name) {
+            let at = self.text.len();
+            self.text.extend_from_slice(card);
+            self.values.insert(
+                name,
+                Valued {
+                    card: at..self.text.len(),
+                    value: OnceCell::new(),
+                },
+            );
         }
         self.names.insert(name);
         // cfitsio names a card by its text up to the first blank or `=`, and reads `BITPIX=  -32`
         // (a value indicator before column 9) as BITPIX: such a name is left to cfitsio (Ask).
         let short = card.iter().take_while(|&&b| b != b' ' && b != b'=').count();
         if short < 8 && card.get(short) == Some(&b'=') {
-            let name = String::from_utf8_lossy(&card[..short]).to_ascii_uppercase();
+            let name = name_of(&card[..short]);
             if !self.values.contains_key(&name) {
                 self.names.insert(name);
             }
         }
     }
 
-    pub fn lookup(&self, key: &str) -> Lookup<'_> {
+    /// What the header holds of `key`; `split` gives a card's value text (cfitsio's `ffpsvc`),
+    /// called once per card looked up.
+    pub fn lookup(&self, key: &str, split: impl FnOnce(&[u8]) -> Option<String>) -> Lookup<'_> {
         let k = key.trim();
         let standard = k.len() <= 8
             && k.bytes()
@@ -58,9 +86,12 @@ impl HeaderIndex {
         if !standard {
             return Lookup::Ask;
         }
-        let k = k.to_ascii_uppercase();
+        let k = name_of(k.as_bytes());
         match self.values.get(&k) {
-            Some(v) => Lookup::Value(v),
+            Some(v) => match v.value.get_or_init(|| split(&self.text[v.card.clone()])) {
+                Some(text) => Lookup::Value(text),
+                None => Lookup::Ask,
+            },
             None if self.names.contains(&k) => Lookup::Ask,
             None => Lookup::Absent,
         }
@@ -159,17 +190,32 @@ mod tests {
     fn lookups_tell_absent_from_undecided() {
         let mut h = HeaderIndex::default();
         let card = |s: &str| format!("{s:<80}").into_bytes();
-        h.add(&card("NAXIS   =                    2"), || Some("2".into()));
-        h.add(&card("NAXIS   =                    3"), || Some("3".into()));
-        h.add(&card("COMMENT a comment"), || None);
-        h.add(&card("HIERARCH ESO X = 1"), || Some("1".into()));
-        assert_eq!(h.lookup("naxis"), Lookup::Value("2"));
-        assert_eq!(h.lookup("TZERO1"), Lookup::Absent);
-        assert_eq!(h.lookup("COMMENT"), Lookup::Ask);
-        assert_eq!(h.lookup("ESO X"), Lookup::Ask);
-        assert_eq!(h.lookup("LONGKEYWORD"), Lookup::Ask);
+        // A stand-in for ffpsvc: the text after `= ` up to a `/`.
+        let split = |c: &[u8]| {
+            let t = String::from_utf8_lossy(&c[10..]).to_string();
+            Some(t.split('/').next().unwrap_or("").trim().to_string())
+        };
+        h.add(&card("NAXIS   =                    2"));
+        h.add(&card("NAXIS   =                    3"));
+        h.add(&card("COMMENT a comment"));
+        h.add(&card("HIERARCH ESO X = 1"));
+        h.add(&card("BAD     = 'unsplittable"));
+        assert_eq!(h.lookup("naxis", split), Lookup::Value("2"));
+        assert_eq!(h.lookup("TZERO1", split), Lookup::Absent);
+        assert_eq!(h.lookup("COMMENT", split), Lookup::Ask);
+        assert_eq!(h.lookup("ESO X", split), Lookup::Ask);
+        assert_eq!(h.lookup("LONGKEYWORD", split), Lookup::Ask);
+        // A value cfitsio cannot split is left to cfitsio; the split is asked once per card.
+        let calls = std::cell::Cell::new(0);
+        let failing = |_: &[u8]| {
+            calls.set(calls.get() + 1);
+            None
+        };
+        assert_eq!(h.lookup("BAD", failing), Lookup::Ask);
+        assert_eq!(h.lookup("BAD", failing), Lookup::Ask);
+        assert_eq!(calls.get(), 1);
         // The value indicator before column 9, which cfitsio reads: not "absent", ask cfitsio.
-        h.add(&card("BITPIX=                -32"), || None);
-        assert_eq!(h.lookup("BITPIX"), Lookup::Ask);
+        h.add(&card("BITPIX=                -32"));
+        assert_eq!(h.lookup("BITPIX", split), Lookup::Ask);
     }
 }

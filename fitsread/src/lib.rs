@@ -188,6 +188,34 @@ fn check(status: c_int, what: impl FnOnce() -> String) -> Result<()> {
     }
 }
 
+/// The value text of one header card as cfitsio splits it (`ffpsvc`: quotes kept, the comment
+/// dropped); None when cfitsio cannot split it.
+fn split_value(text: &[u8]) -> Option<String> {
+    let mut card = [0 as c_char; 81];
+    for (d, &s) in card.iter_mut().zip(text.iter().take(80)) {
+        *d = s as c_char;
+    }
+    let mut value = [0 as c_char; 71];
+    let mut comment = [0 as c_char; 73];
+    let mut status = 0;
+    // SAFETY: a NUL-terminated card of at most 80 characters; buffers of FLEN_VALUE and
+    // FLEN_COMMENT.
+    unsafe {
+        sys::ffpsvc(
+            card.as_mut_ptr(),
+            value.as_mut_ptr(),
+            comment.as_mut_ptr(),
+            &mut status,
+        )
+    };
+    // SAFETY: NUL-terminated by cfitsio.
+    (status == 0).then(|| {
+        unsafe { CStr::from_ptr(value.as_ptr()) }
+            .to_string_lossy()
+            .into_owned()
+    })
+}
+
 fn cstring(s: &str) -> CString {
     CString::new(s).unwrap_or_default()
 }
@@ -403,10 +431,10 @@ impl Fits {
     fn lookup(&self, key: &str) -> Lookup<'_> {
         self.headers
             .get(&self.current)
-            .map_or(Lookup::Ask, |h| h.lookup(key))
+            .map_or(Lookup::Ask, |h| h.lookup(key, split_value))
     }
 
-    /// The keywords of the current header: every card once, its value split by cfitsio.
+    /// The keywords of the current header: every card once (values are split when looked up).
     fn read_header_index(&mut self) -> Result<HeaderIndex> {
         let (mut nexist, mut nmore, mut status): (c_int, c_int, c_int) = (0, 0, 0);
         // SAFETY: valid handle.
@@ -422,26 +450,7 @@ impl Fits {
             check(status, || format!("HDU {}: header card {n}", self.current))?;
             // SAFETY: NUL-terminated by cfitsio.
             let text = unsafe { CStr::from_ptr(card.as_ptr()) }.to_bytes();
-            index.add(text, || {
-                let mut value = [0 as c_char; 71];
-                let mut comment = [0 as c_char; 73];
-                let mut st = 0;
-                // SAFETY: a NUL-terminated card; buffers of FLEN_VALUE and FLEN_COMMENT.
-                unsafe {
-                    sys::ffpsvc(
-                        card.as_mut_ptr(),
-                        value.as_mut_ptr(),
-                        comment.as_mut_ptr(),
-                        &mut st,
-                    )
-                };
-                // SAFETY: NUL-terminated by cfitsio.
-                (st == 0).then(|| {
-                    unsafe { CStr::from_ptr(value.as_ptr()) }
-                        .to_string_lossy()
-                        .into_owned()
-                })
-            });
+            index.add(text);
         }
         Ok(index)
     }
@@ -500,13 +509,27 @@ impl Fits {
     /// Selects the HDU named `name` (case-insensitive), or, when no HDU of the file carries that
     /// EXTNAME, the HDU at `position` if it has no EXTNAME (some writers name no extension).
     /// `Ok(None)` when there is no such HDU; an HDU that cannot be read is an error, not "missing".
+    /// HDUs already indexed are told apart by their index, without moving cfitsio there (each
+    /// move re-parses the header, and a file's tables are looked up one after another).
     pub fn select_named(&mut self, name: &str, position: usize) -> Result<Option<HduKind>> {
+        let named = |n: &str| n.trim().eq_ignore_ascii_case(name);
         for i in 1..self.num_hdus {
-            self.select(i)?;
-            if self
-                .extname()
-                .is_some_and(|n| n.trim().eq_ignore_ascii_case(name))
-            {
+            let known = self
+                .headers
+                .get(&i)
+                .and_then(|h| match h.lookup("EXTNAME", split_value) {
+                    Lookup::Value(v) => Some(header::string_value(v).is_some_and(|n| named(&n))),
+                    Lookup::Absent => Some(false),
+                    Lookup::Ask => None,
+                });
+            let matches = match known {
+                Some(m) => m,
+                None => {
+                    self.select(i)?;
+                    self.extname().is_some_and(|n| named(&n))
+                }
+            };
+            if matches {
                 return self.select(i).map(Some);
             }
         }
@@ -1043,6 +1066,41 @@ impl Fits {
         Ok(table)
     }
 
+    /// Reads every row of the current table column by column: for each column its cells converted
+    /// to native order, one after another. For per-pixel tables, whose columns are used one by
+    /// one, this spares the packed rows and the gather of each column from them.
+    pub fn read_table_columns(&mut self) -> Result<Columns> {
+        let layout = self.table_layout()?;
+        let n = self.num_rows()?;
+        let width = layout.row_width.max(1);
+        let mut data: Vec<Vec<u8>> = layout
+            .fields
+            .iter()
+            .map(|f| Vec::with_capacity(n * f.column.size()))
+            .collect();
+        let per_call = (READ_BLOCK / width).max(1);
+        let mut first = 0;
+        while first < n {
+            let count = per_call.min(n - first);
+            let raw = self.read_raw_rows(first, count, layout.row_width)?;
+            for (f, out) in layout.fields.iter().zip(&mut data) {
+                let size = f.column.size();
+                let at = out.len();
+                out.resize(at + count * size, 0);
+                let cells = out[at..].chunks_exact_mut(size.max(1));
+                for (row, dst) in raw.chunks_exact(width).zip(cells) {
+                    convert_cell(f, &row[f.fits_offset..f.fits_offset + f.fits_width], dst);
+                }
+            }
+            first += count;
+        }
+        Ok(Columns {
+            columns: layout.fields.iter().map(|f| f.column.clone()).collect(),
+            rows: n,
+            data,
+        })
+    }
+
     fn read_raw_rows(&mut self, first: usize, count: usize, width: usize) -> Result<Vec<u8>> {
         let mut raw = vec![0u8; count * width];
         if raw.is_empty() {
@@ -1208,6 +1266,44 @@ impl FitsField {
             unsigned_offset,
             fits_offset,
             fits_width,
+        })
+    }
+}
+
+/// A table read column by column ([`Fits::read_table_columns`]): each column's cells in native
+/// byte order, one after another.
+#[derive(Debug, Clone)]
+pub struct Columns {
+    columns: Vec<Column>,
+    rows: usize,
+    data: Vec<Vec<u8>>,
+}
+
+impl Columns {
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    pub fn num_rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The index of a column (any case).
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns
+            .iter()
+            .position(|c| c.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The cells of column `i` as 32-bit words (its float32 or int32 bits), None unless it is a
+    /// scalar column of 4-byte elements.
+    pub fn words(&self, i: usize) -> Option<Vec<u32>> {
+        let c = self.columns.get(i)?;
+        (c.count() == 1 && c.kind.size() == 4).then(|| {
+            self.data[i]
+                .chunks_exact(4)
+                .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
         })
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use fitsread::{Fits, HduKind};
+use fitsread::{Columns, Fits, HduKind};
 use model::layout::PlateTable;
 use model::{FieldMjd, SpectrumId};
 use store::records::wave_from_loglam;
@@ -80,10 +80,21 @@ pub fn one_row(path: &Path, f: &mut Fits) -> Result<Table> {
 }
 
 fn read_table(path: &Path, f: &mut Fits) -> Result<Table> {
+    require_table(path, f)?;
+    f.read_table().map_err(|e| err(path, e))
+}
+
+/// The current table HDU read column by column (a COADD or exposure table).
+fn read_pixel_table(path: &Path, f: &mut Fits) -> Result<Columns> {
+    require_table(path, f)?;
+    f.read_table_columns().map_err(|e| err(path, e))
+}
+
+fn require_table(path: &Path, f: &mut Fits) -> Result<()> {
     if f.select(f.current()).map_err(|e| err(path, e))? != HduKind::Table {
         return Err(err(path, Problem::NotATable { hdu: f.hdu_label() }));
     }
-    f.read_table().map_err(|e| err(path, e))
+    Ok(())
 }
 
 fn select_required(
@@ -130,7 +141,7 @@ fn grid_err(path: &Path, hdu: &str, e: GridError) -> InputError {
 /// The per-pixel columns of a COADD or exposure table: LOGLAM becomes WAVE (Å, float32 of the
 /// double-precision power, as for SDSS-I–IV), WDISP WAVEDISP; every other float32 or int32 column
 /// is kept as it is. `required` columns must be there.
-fn table_pixels(path: &Path, t: &Table, hdu: &str, required: &[&'static str]) -> Result<Pixels> {
+fn table_pixels(path: &Path, t: &Columns, hdu: &str, required: &[&'static str]) -> Result<Pixels> {
     for &c in required {
         if t.column_index(c).is_none() {
             return Err(err(
@@ -145,7 +156,7 @@ fn table_pixels(path: &Path, t: &Table, hdu: &str, required: &[&'static str]) ->
     }
     let mut columns = BTreeMap::new();
     let mut i0 = None;
-    for c in t.columns() {
+    for (i, c) in t.columns().iter().enumerate() {
         let name = c.name.to_ascii_uppercase();
         if c.count() != 1 {
             return Err(err(
@@ -156,10 +167,13 @@ fn table_pixels(path: &Path, t: &Table, hdu: &str, required: &[&'static str]) ->
                 )),
             ));
         }
+        let words = || t.words(i).expect("a scalar column of 4-byte elements");
         match (name.as_str(), c.kind) {
             (col::LOGLAM, ScalarKind::F32) => {
-                let loglam = t.f32_column(&name).expect("a float32 column");
-                let wave: Vec<f32> = loglam.iter().map(|&l| wave_from_loglam(l as f64)).collect();
+                let wave: Vec<f32> = words()
+                    .into_iter()
+                    .map(|l| wave_from_loglam(f32::from_bits(l) as f64))
+                    .collect();
                 i0 = Some(grid_index(&wave).map_err(|e| grid_err(path, hdu, e))?);
                 columns.insert(
                     names::WAVE.to_string(),
@@ -167,18 +181,10 @@ fn table_pixels(path: &Path, t: &Table, hdu: &str, required: &[&'static str]) ->
                 );
             }
             (_, ScalarKind::F32) => {
-                let v = t.f32_column(&name).expect("a float32 column");
-                columns.insert(
-                    store_name(&name),
-                    (false, v.iter().map(|x| x.to_bits()).collect()),
-                );
+                columns.insert(store_name(&name), (false, words()));
             }
             (_, ScalarKind::I32) => {
-                let v = t.i32_column(&name).expect("an int32 column");
-                columns.insert(
-                    store_name(&name),
-                    (true, v.iter().map(|&x| x as u32).collect()),
-                );
+                columns.insert(store_name(&name), (true, words()));
             }
             (_, kind) => {
                 return Err(err(
@@ -249,7 +255,7 @@ pub fn decode_spec(path: &Path, group: FieldMjd, target_index: i64) -> Result<Co
 
     select_required(&mut f, path, spec::COADD)?;
     let label = f.hdu_label();
-    let coadd_table = read_table(path, &mut f)?;
+    let coadd_table = read_pixel_table(path, &mut f)?;
     let pixels = table_pixels(
         path,
         &coadd_table,
@@ -279,7 +285,7 @@ pub fn decode_spec(path: &Path, group: FieldMjd, target_index: i64) -> Result<Co
         }
         let number = f.require_i64(key::EXPOSURE).map_err(e)?;
         let ecards = f.header_cards().map_err(e)?;
-        let t = read_table(path, &mut f)?;
+        let t = read_pixel_table(path, &mut f)?;
         let pixels = table_pixels(path, &t, &label, &[col::LOGLAM, names::FLUX])?;
         exposures.push((
             target_index,

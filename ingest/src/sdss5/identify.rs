@@ -129,21 +129,10 @@ pub fn identify(path: &Path) -> Result<Identified, InputError> {
             Problem::Sdss5("the primary header has no FIELDID and no RUN2D of v6 or later".into()),
         ));
     }
-    let names: Vec<String> = (1..f.num_hdus())
-        .map(|i| {
-            f.select(i)
-                .ok()
-                .and_then(|_| f.extname())
-                .unwrap_or_default()
-        })
-        .collect();
-    let named = |n: &str, at: usize| names.get(at - 1).is_some_and(|x| x.eq_ignore_ascii_case(n));
-    if named(spec::COADD.0, spec::COADD.1) {
-        return identify_spec(path, &mut f, &names);
+    if named(&mut f, spec::COADD) {
+        return identify_spec(path, &mut f);
     }
-    if named(spfield::PLUGMAP.0, spfield::PLUGMAP.1)
-        || named(spfield::SPECRESL.0, spfield::SPECRESL.1)
-    {
+    if named(&mut f, spfield::PLUGMAP) || named(&mut f, spfield::SPECRESL) {
         f.select(0).map_err(|e| err(path, e))?;
         let group = header_group(path, &mut f)?;
         return Ok(Identified {
@@ -196,12 +185,17 @@ fn header_group(path: &Path, f: &mut Fits) -> Result<FieldMjd, InputError> {
     FieldMjd::checked(coadd, number, mjd).map_err(|e| key_err(path, "HDU 0", e))
 }
 
-fn identify_spec(path: &Path, f: &mut Fits, names: &[String]) -> Result<Identified, InputError> {
+/// True when the HDU at `at` is named `name`. Only the HDUs a kind is told by are looked at: each
+/// one selected parses its header (a spec file's exposure HDUs are not needed to place it).
+fn named(f: &mut Fits, (name, at): (&str, usize)) -> bool {
+    at < f.num_hdus()
+        && f.select(at).is_ok()
+        && f.extname().is_some_and(|x| x.eq_ignore_ascii_case(name))
+}
+
+fn identify_spec(path: &Path, f: &mut Fits) -> Result<Identified, InputError> {
     let spall_at = spec::SPALL.1;
-    if !names
-        .get(spall_at - 1)
-        .is_some_and(|n| n.eq_ignore_ascii_case(spec::SPALL.0))
-    {
+    if !named(f, spec::SPALL) {
         return Err(err(
             path,
             Problem::MissingHdu {
