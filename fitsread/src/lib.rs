@@ -251,14 +251,16 @@ fn logical_size(path: &Path) -> std::io::Result<u64> {
 }
 
 /// An error for a card cfitsio cannot parse safely (see [`prescan`]).
-fn refuse_unsafe_cards(found: std::io::Result<Option<prescan::BadCard>>) -> Result<()> {
-    match found.map_err(|e| FitsError::Open(e.to_string()))? {
+/// The walk's HDU count when it could tell it.
+fn refuse_unsafe_cards(found: std::io::Result<prescan::Scan>) -> Result<Option<usize>> {
+    let scan = found.map_err(|e| FitsError::Open(e.to_string()))?;
+    match scan.bad {
         Some(b) => Err(FitsError::UnsafeCard {
             hdu: b.hdu,
             card: b.card,
             keyword: b.keyword,
         }),
-        None => Ok(()),
+        None => Ok(scan.hdus),
     }
 }
 
@@ -270,9 +272,10 @@ impl Fits {
     pub fn open(path: &Path) -> Result<Self> {
         let size = logical_size(path).map_err(|e| FitsError::Open(e.to_string()))?;
         let gzipped = path.extension().is_some_and(|e| e == "gz");
+        let mut counted = None;
         if !gzipped {
             let mut file = std::fs::File::open(path).map_err(|e| FitsError::Open(e.to_string()))?;
-            refuse_unsafe_cards(prescan::check(&mut file, size))?;
+            counted = refuse_unsafe_cards(prescan::check(&mut file, size))?;
         }
         let name = CString::new(path.as_os_str().as_bytes())
             .map_err(|_| FitsError::Open("the path holds a NUL byte".into()))?;
@@ -292,13 +295,13 @@ impl Fits {
                 status_text(status)
             )));
         }
-        Self::from_raw(fptr, size, None)
+        Self::from_raw(fptr, size, None, counted)
     }
 
     /// Opens a FITS file held in memory (read-only).
     pub fn open_memory(bytes: Vec<u8>) -> Result<Self> {
         let len = bytes.len() as u64;
-        refuse_unsafe_cards(prescan::check(&mut std::io::Cursor::new(&bytes), len))?;
+        let counted = refuse_unsafe_cards(prescan::check(&mut std::io::Cursor::new(&bytes), len))?;
         // cfitsio loads whole 2880-byte records: its memory driver copies the last record of a file
         // whose size is not a multiple of 2880 from past the end of the buffer (a segfault when that
         // crosses into an unmapped page — found by the fuzzer). The buffer is padded with zeros to
@@ -333,10 +336,18 @@ impl Fits {
         if status != 0 || fptr.is_null() {
             return Err(FitsError::Open(status_text(status)));
         }
-        Self::from_raw(fptr, size, Some(mem))
+        Self::from_raw(fptr, size, Some(mem), counted)
     }
 
-    fn from_raw(fptr: *mut sys::fitsfile, size: u64, memory: Option<Box<MemFile>>) -> Result<Self> {
+    /// A handle on an opened file, its HDUs counted: by the prescan when it could tell (then every
+    /// HDU ends where the next begins and the last at the end of the file), else by cfitsio, which
+    /// parses every header to count them — and then bytes after the last HDU are refused.
+    fn from_raw(
+        fptr: *mut sys::fitsfile,
+        size: u64,
+        memory: Option<Box<MemFile>>,
+        counted: Option<usize>,
+    ) -> Result<Self> {
         let mut fits = Self {
             fptr,
             num_hdus: 0,
@@ -345,6 +356,13 @@ impl Fits {
             size,
             _memory: memory,
         };
+        if let Some(n) = counted {
+            if n == 0 {
+                return Err(FitsError::Open("no HDU".into()));
+            }
+            fits.num_hdus = n;
+            return Ok(fits);
+        }
         let mut n: c_int = 0;
         let mut status = 0;
         // SAFETY: valid open file handle.
@@ -1477,6 +1495,77 @@ mod tests {
         out.extend(data);
         out.resize(out.len().div_ceil(2880) * 2880, 0);
         out
+    }
+
+    /// A primary HDU and a binary table of 3 rows: E, J, K and 3A columns (16 + 3 bytes a row).
+    fn table_file() -> Vec<u8> {
+        let mut bytes = fits_bytes(
+            &[
+                "SIMPLE  =                    T",
+                "BITPIX  =                    8",
+                "NAXIS   =                    0",
+            ],
+            &[],
+        );
+        let mut data = Vec::new();
+        for r in 0..3i32 {
+            data.extend((r as f32 * 1.5 - 1.0).to_be_bytes());
+            data.extend((-7 * r).to_be_bytes());
+            data.extend((i64::MAX - r as i64).to_be_bytes());
+            data.extend(format!("a{r} ").bytes());
+        }
+        bytes.extend(fits_bytes(
+            &[
+                "XTENSION= 'BINTABLE'",
+                "BITPIX  =                    8",
+                "NAXIS   =                    2",
+                "NAXIS1  =                   19",
+                "NAXIS2  =                    3",
+                "PCOUNT  =                    0",
+                "GCOUNT  =                    1",
+                "TFIELDS =                    4",
+                "TTYPE1  = 'FLUX    '",
+                "TFORM1  = 'E       '",
+                "TTYPE2  = 'AND_MASK'",
+                "TFORM2  = 'J       '",
+                "TTYPE3  = 'ID      '",
+                "TFORM3  = 'K       '",
+                "TTYPE4  = 'NAME    '",
+                "TFORM4  = '3A      '",
+                "EXTNAME = 'COADD   '",
+            ],
+            &data,
+        ));
+        bytes
+    }
+
+    #[test]
+    fn a_table_read_by_columns_equals_the_rows() {
+        let mut f = Fits::open_memory(table_file()).unwrap();
+        assert_eq!(f.num_hdus(), 2);
+        assert_eq!(f.select_named("coadd", 1).unwrap(), Some(HduKind::Table));
+        let rows = f.read_table().unwrap();
+        let cols = f.read_table_columns().unwrap();
+        assert_eq!(cols.num_rows(), 3);
+        assert_eq!(cols.columns(), rows.columns());
+        let flux: Vec<f32> = cols
+            .words(0)
+            .unwrap()
+            .into_iter()
+            .map(f32::from_bits)
+            .collect();
+        assert_eq!(flux, rows.f32_column("FLUX").unwrap());
+        assert_eq!(flux, vec![-1.0, 0.5, 2.0]);
+        let mask: Vec<i32> = cols
+            .words(1)
+            .unwrap()
+            .into_iter()
+            .map(|w| w as i32)
+            .collect();
+        assert_eq!(mask, rows.i32_column("AND_MASK").unwrap());
+        assert_eq!(cols.column_index("id"), Some(2));
+        assert_eq!(cols.words(2), None, "an 8-byte column has no 32-bit words");
+        assert_eq!(cols.words(3), None);
     }
 
     #[test]

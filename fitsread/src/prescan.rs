@@ -23,14 +23,27 @@ pub struct BadCard {
     pub keyword: String,
 }
 
+/// What a walk over the headers found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Scan {
+    /// The first card cfitsio cannot parse safely.
+    pub bad: Option<BadCard>,
+    /// The number of HDUs, when the walk could tell it exactly: every header starts as the
+    /// standard has it (`SIMPLE`, then `XTENSION`), ends with `END`, sizes its data with keywords
+    /// read here, and the last HDU's data ends at the end of the file. None: cfitsio must count.
+    pub hdus: Option<usize>,
+}
+
 /// Walks the headers of `file` (`size` bytes); the first unsafe card, if any. Where a header's
 /// data size cannot be told (a keyword cfitsio may read more leniently), every later block that
 /// starts with `XTENSION` is taken for a header, so that nothing cfitsio may parse goes unchecked.
-pub fn check<R: Read + Seek>(file: &mut R, size: u64) -> std::io::Result<Option<BadCard>> {
+pub fn check<R: Read + Seek>(file: &mut R, size: u64) -> std::io::Result<Scan> {
     let mut start = 0u64;
     let mut hdu = 0;
     let mut exact = true;
     let mut block = vec![0u8; BLOCK as usize];
+    // Every header so far began as the standard has it.
+    let mut standard = true;
     while start + CARD as u64 <= size {
         file.seek(SeekFrom::Start(start))?;
         if !exact {
@@ -50,6 +63,10 @@ pub fn check<R: Read + Seek>(file: &mut R, size: u64) -> std::io::Result<Option<
             let n = (size - start - blocks * BLOCK).min(BLOCK) as usize;
             file.read_exact(&mut block[..n])?;
             blocks += 1;
+            if blocks == 1 {
+                let first: &[u8] = if hdu == 0 { b"SIMPLE  " } else { b"XTENSION" };
+                standard &= block[..n].starts_with(first);
+            }
             for (i, card) in block[..n - n % CARD].chunks(CARD).enumerate() {
                 let number = (blocks as usize - 1) * (BLOCK as usize / CARD) + i + 1;
                 if card.starts_with(b"END     ") || card == b"END" {
@@ -57,16 +74,19 @@ pub fn check<R: Read + Seek>(file: &mut R, size: u64) -> std::io::Result<Option<
                     break;
                 }
                 if let Some(keyword) = header.take(card) {
-                    return Ok(Some(BadCard {
-                        hdu,
-                        card: number,
-                        keyword,
-                    }));
+                    return Ok(Scan {
+                        bad: Some(BadCard {
+                            hdu,
+                            card: number,
+                            keyword,
+                        }),
+                        hdus: None,
+                    });
                 }
             }
         }
         if !ended {
-            return Ok(None);
+            return Ok(Scan::default());
         }
         start += blocks * BLOCK;
         match header.data_bytes() {
@@ -75,7 +95,10 @@ pub fn check<R: Read + Seek>(file: &mut R, size: u64) -> std::io::Result<Option<
         }
         hdu += 1;
     }
-    Ok(None)
+    Ok(Scan {
+        bad: None,
+        hdus: (exact && standard && start == size).then_some(hdu),
+    })
 }
 
 /// Where a card's `=` is: column 9 as the standard has it, or — as cfitsio also reads
@@ -199,7 +222,7 @@ mod tests {
         table.extend_from_slice(extra);
         bytes.extend(file(&table));
         let size = bytes.len() as u64;
-        check(&mut std::io::Cursor::new(bytes), size).unwrap()
+        check(&mut std::io::Cursor::new(bytes), size).unwrap().bad
     }
 
     #[test]
@@ -246,7 +269,7 @@ mod tests {
             card(&format!("TTYPE8  ={}", "9".repeat(71))),
         ]));
         let size = bytes.len() as u64;
-        let bad = check(&mut std::io::Cursor::new(bytes), size).unwrap();
+        let bad = check(&mut std::io::Cursor::new(bytes), size).unwrap().bad;
         assert_eq!(bad.map(|b| b.keyword).as_deref(), Some("TTYPE8"));
     }
 
@@ -263,6 +286,39 @@ mod tests {
         ]);
         bytes.extend(vec![0u8; 2880]);
         let size = bytes.len() as u64;
-        assert_eq!(check(&mut std::io::Cursor::new(bytes), size).unwrap(), None);
+        let scan = check(&mut std::io::Cursor::new(bytes.clone()), size).unwrap();
+        assert_eq!(
+            scan,
+            Scan {
+                bad: None,
+                hdus: Some(1)
+            }
+        );
+        // Trailing bytes, a second header that is not an extension, a header of unknown data size:
+        // the count is left to cfitsio.
+        let count = |b: &[u8]| {
+            check(&mut std::io::Cursor::new(b), b.len() as u64)
+                .unwrap()
+                .hdus
+        };
+        let mut trailing = bytes.clone();
+        trailing.extend(vec![0u8; 100]);
+        assert_eq!(count(&trailing), None);
+        let mut not_an_extension = bytes.clone();
+        not_an_extension.extend(file(&[card("SIMPLE  =                    T")]));
+        assert_eq!(count(&not_an_extension), None);
+        let mut extension = bytes.clone();
+        extension.extend(file(&[
+            card("XTENSION= 'IMAGE   '"),
+            card("BITPIX  =                    8"),
+            card("NAXIS   =                    0"),
+        ]));
+        assert_eq!(count(&extension), Some(2));
+        let unknown = file(&[
+            card("SIMPLE  =                    T"),
+            card("BITPIX  =                    8"),
+            card("NAXIS   =                      / empty"),
+        ]);
+        assert_eq!(count(&unknown), None);
     }
 }

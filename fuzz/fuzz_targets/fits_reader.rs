@@ -27,6 +27,8 @@ fuzz_target!(|data: &[u8]| {
                     let _ = f.read_table_rows(&layout, &[0, 1, 2]);
                 }
                 let _ = f.read_table();
+                let _ = f.read_table_columns();
+                let _ = f.select_named("SPALL", 2);
                 let _ = f.int_column("FIBERID");
             }
         }

@@ -573,36 +573,41 @@ fn rows_block(
     let npix: Vec<i32> = rows.iter().map(|r| r.2.len as i32).collect();
     arrays.push(Array::of::<i32>(PIX0, vec![n as u64], &pix0));
     arrays.push(Array::of::<i32>(NPIX, vec![n as u64], &npix));
-    for (name, int) in columns {
-        let mut values: Vec<u32> = Vec::with_capacity(n * width);
-        for r in rows {
-            let p0 = (r.2.i0 - index0) as usize;
-            let row_start = values.len();
-            values.extend((0..width as i64).map(|j| pad(name, int, index0 + j)));
-            if let Some((_, v)) = r.2.columns.get(name) {
-                values[row_start + p0..row_start + p0 + v.len()].copy_from_slice(v);
+    // One array per column: each row is the column's pad values (one row of them, computed once:
+    // WAVE's are powers) around the row's own pixels.
+    let column_arrays: Vec<Array> = columns
+        .into_iter()
+        .map(|(name, int)| {
+            let pad_row: Vec<u32> = (0..width as i64)
+                .map(|j| pad(name, int, index0 + j))
+                .collect();
+            let mut bytes: Vec<u8> = Vec::with_capacity(n * width * 4);
+            for r in rows {
+                match r.2.columns.get(name) {
+                    Some((_, v)) => {
+                        let p0 = (r.2.i0 - index0) as usize;
+                        bytes.extend_from_slice(bytemuck::cast_slice(&pad_row[..p0]));
+                        bytes.extend_from_slice(bytemuck::cast_slice(v));
+                        bytes.extend_from_slice(bytemuck::cast_slice(&pad_row[p0 + v.len()..]));
+                    }
+                    None => bytes.extend_from_slice(bytemuck::cast_slice(&pad_row)),
+                }
             }
-        }
-        let mut a = if int {
-            Array::of::<i32>(
-                name,
-                vec![n as u64, width as u64],
-                bytemuck::cast_slice(&values),
-            )
-        } else {
-            Array::of::<f32>(
-                name,
-                vec![n as u64, width as u64],
-                bytemuck::cast_slice(&values),
-            )
-        };
-        a.dtype = if int {
-            TypeDescriptor::Integer(hdf5::types::IntSize::U4)
-        } else {
-            TypeDescriptor::Float(hdf5::types::FloatSize::U4)
-        };
-        arrays.push(a);
-    }
+            let shape = vec![n as u64, width as u64];
+            let mut a = if int {
+                Array::of_bytes::<i32>(name, shape, bytes)
+            } else {
+                Array::of_bytes::<f32>(name, shape, bytes)
+            };
+            a.dtype = if int {
+                TypeDescriptor::Integer(hdf5::types::IntSize::U4)
+            } else {
+                TypeDescriptor::Float(hdf5::types::FloatSize::U4)
+            };
+            a
+        })
+        .collect();
+    arrays.extend(column_arrays);
     Block {
         path: path.to_string(),
         attrs,
