@@ -108,6 +108,8 @@ const TLONGLONG: c_int = 81;
 const TDOUBLE: c_int = 82;
 const IMAGE_HDU: c_int = 0;
 const KEY_NOT_FOUND: c_int = 202;
+const COL_NOT_FOUND: c_int = 219;
+const COL_NOT_UNIQUE: c_int = 237;
 const READONLY: c_int = 0;
 
 /// The element types an image can be read as, with cfitsio's code for each.
@@ -1142,6 +1144,117 @@ impl Fits {
         })?;
         Ok(raw)
     }
+    /// The number (from 1) and cfitsio type code, repeat and width of the column `name` (any case)
+    /// of the current table, from the description cfitsio parsed when the HDU was selected. None
+    /// when there is no such column; of two of the same name, the first.
+    fn column_type(&mut self, name: &str) -> Result<Option<(c_int, c_int, i64, i64)>> {
+        let label = self.hdu_label();
+        // ffgcno takes `*`, `?` and `#` for wildcards: a name holding one is matched by hand.
+        if name.bytes().any(|b| matches!(b, b'*' | b'?' | b'#')) || name.is_empty() {
+            return Ok(None);
+        }
+        let mut template = cstring(name).into_bytes_with_nul();
+        let (mut colnum, mut status): (c_int, c_int) = (0, 0);
+        // SAFETY: a NUL-terminated writable copy of the name.
+        unsafe {
+            sys::ffgcno(
+                self.raw(),
+                0, // CASEINSEN
+                template.as_mut_ptr().cast(),
+                &mut colnum,
+                &mut status,
+            )
+        };
+        match status {
+            COL_NOT_FOUND => return Ok(None),
+            COL_NOT_UNIQUE | 0 => {}
+            _ => check(status, || format!("{label}: column {name}"))?,
+        }
+        let (mut code, mut repeat, mut width, mut status): (c_int, i64, i64, c_int) = (0, 0, 0, 0);
+        // SAFETY: valid handle, a column number cfitsio gave.
+        unsafe {
+            sys::ffgtclll(
+                self.raw(),
+                colnum,
+                &mut code,
+                &mut repeat,
+                &mut width,
+                &mut status,
+            )
+        };
+        check(status, || format!("{label}: column {name}"))?;
+        Ok(Some((colnum, code, repeat, width)))
+    }
+
+    /// Row `row` (from 0) of the scalar integer column `name` of the current table, read by
+    /// cfitsio without building the table's layout (a look at a few cells of a wide table). None
+    /// when there is no such column or it is not a scalar integer column.
+    pub fn int_cell(&mut self, name: &str, row: usize) -> Result<Option<i64>> {
+        let Some((colnum, code, repeat, _)) = self.column_type(name)? else {
+            return Ok(None);
+        };
+        let integer = matches!(code, TBYTE | TSHORT | TINT | TLONG | TLONGLONG);
+        if !integer || repeat != 1 || row >= self.num_rows()? {
+            return Ok(None);
+        }
+        let label = self.hdu_label();
+        let (mut value, mut anynul, mut status): (i64, c_int, c_int) = (0, 0, 0);
+        // SAFETY: one i64 out of one scalar cell of an existing row.
+        unsafe {
+            sys::ffgcv(
+                self.raw(),
+                TLONGLONG,
+                colnum,
+                row as i64 + 1,
+                1,
+                1,
+                std::ptr::null_mut(),
+                (&mut value as *mut i64).cast(),
+                &mut anynul,
+                &mut status,
+            )
+        };
+        check(status, || format!("{label}: column {name}, row {row}"))?;
+        Ok(Some(value))
+    }
+
+    /// Row `row` (from 0) of the string column `name` of the current table (trailing blanks
+    /// dropped), as [`Fits::int_cell`] reads integers. None when there is no such column or it is
+    /// not a string column.
+    pub fn str_cell(&mut self, name: &str, row: usize) -> Result<Option<String>> {
+        let Some((colnum, code, repeat, _)) = self.column_type(name)? else {
+            return Ok(None);
+        };
+        if code != TSTRING || !(1..=1 << 16).contains(&repeat) || row >= self.num_rows()? {
+            return Ok(None);
+        }
+        let label = self.hdu_label();
+        let mut text = vec![0u8; repeat as usize + 1];
+        let mut cells = [text.as_mut_ptr().cast::<c_char>()];
+        let mut empty = [0 as c_char; 1];
+        let (mut anynul, mut status): (c_int, c_int) = (0, 0);
+        // SAFETY: one cell of `repeat` characters into a buffer of repeat + 1 bytes; the null
+        // value is an empty C string.
+        unsafe {
+            sys::ffgcv(
+                self.raw(),
+                TSTRING,
+                colnum,
+                row as i64 + 1,
+                1,
+                1,
+                empty.as_mut_ptr().cast(),
+                cells.as_mut_ptr().cast(),
+                &mut anynul,
+                &mut status,
+            )
+        };
+        check(status, || format!("{label}: column {name}, row {row}"))?;
+        let end = text.iter().position(|&b| b == 0).unwrap_or(text.len());
+        Ok(Some(
+            String::from_utf8_lossy(&text[..end]).trim_end().to_string(),
+        ))
+    }
 
     /// One scalar integer column of the current table, all rows (for indexing large catalogs).
     pub fn int_column(&mut self, name: &str) -> Result<Vec<i64>> {
@@ -1566,6 +1679,28 @@ mod tests {
         assert_eq!(cols.column_index("id"), Some(2));
         assert_eq!(cols.words(2), None, "an 8-byte column has no 32-bit words");
         assert_eq!(cols.words(3), None);
+    }
+
+    #[test]
+    fn single_cells_are_read_by_name_and_type() {
+        let mut f = Fits::open_memory(table_file()).unwrap();
+        f.select(1).unwrap();
+        assert_eq!(f.int_cell("id", 1).unwrap(), Some(i64::MAX - 1));
+        assert_eq!(f.int_cell("AND_MASK", 2).unwrap(), Some(-14));
+        assert_eq!(f.str_cell("NAME", 2).unwrap().as_deref(), Some("a2"));
+        assert_eq!(
+            f.int_cell("FLUX", 0).unwrap(),
+            None,
+            "a float column is not an integer"
+        );
+        assert_eq!(
+            f.str_cell("ID", 0).unwrap(),
+            None,
+            "nor an integer a string"
+        );
+        assert_eq!(f.int_cell("ID", 3).unwrap(), None, "past the last row");
+        assert_eq!(f.int_cell("NOPE", 0).unwrap(), None);
+        assert_eq!(f.int_cell("I*", 0).unwrap(), None, "no wildcards");
     }
 
     #[test]

@@ -28,6 +28,8 @@ fuzz_target!(|data: &[u8]| {
                 }
                 let _ = f.read_table();
                 let _ = f.read_table_columns();
+                let _ = f.int_cell("TARGET_INDEX", 0);
+                let _ = f.str_cell("SPECOBJID", 0);
                 let _ = f.select_named("SPALL", 2);
                 let _ = f.int_column("FIBERID");
             }

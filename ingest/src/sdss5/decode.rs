@@ -64,7 +64,7 @@ pub struct Contribution {
 }
 
 /// The single row of the current table HDU.
-pub fn one_row(path: &Path, f: &mut Fits) -> Result<Table> {
+fn one_row(path: &Path, f: &mut Fits) -> Result<Table> {
     let t = read_table(path, f)?;
     if t.num_rows() != 1 {
         return Err(err(

@@ -205,30 +205,39 @@ fn identify_spec(path: &Path, f: &mut Fits) -> Result<Identified, InputError> {
             },
         ));
     }
-    f.select(spall_at).map_err(|e| err(path, e))?;
+    // Five cells of a one-row table of some 150 columns: read by cfitsio from the column
+    // descriptions it parsed, without building the table's layout (decoding does, once).
+    let kind = f.select(spall_at).map_err(|e| err(path, e))?;
     let label = f.hdu_label();
-    let row = super::decode::one_row(path, f)?;
-    let int = |c: &'static str| -> Result<i64, InputError> {
-        row.column_index(c)
-            .and_then(|i| row.int_value(0, i))
-            .ok_or_else(|| {
-                err(
-                    path,
-                    Problem::Column {
-                        hdu: label.clone(),
-                        column: c,
-                        kind: "an integer",
-                    },
-                )
-            })
+    if kind != HduKind::Table {
+        return Err(err(path, Problem::NotATable { hdu: label }));
+    }
+    let rows = f.num_rows().map_err(|e| err(path, e))?;
+    if rows != 1 {
+        return Err(err(
+            path,
+            Problem::Sdss5(format!("{label} has {rows} rows, 1 expected")),
+        ));
+    }
+    let mut int = |c: &'static str| -> Result<i64, InputError> {
+        f.int_cell(c, 0).map_err(|e| err(path, e))?.ok_or_else(|| {
+            err(
+                path,
+                Problem::Column {
+                    hdu: label.clone(),
+                    column: c,
+                    kind: "an integer",
+                },
+            )
+        })
     };
     let field = int(col::FIELD)?;
     let mjd = int(col::MJD)?;
     let target_index = int(col::TARGET_INDEX)?;
     let catalogid = int(col::CATALOGID)?;
-    let specobjid = row
-        .column_index(col::SPECOBJID)
-        .and_then(|i| row.str_value(0, i))
+    let specobjid = f
+        .str_cell(col::SPECOBJID, 0)
+        .map_err(|e| err(path, e))?
         .unwrap_or_default();
     let name_field = name_field(path).unwrap_or_default();
     let coadd = coadd_of_specobjid(&specobjid).unwrap_or_else(|| coadd_of_path(path, &name_field));
