@@ -1104,13 +1104,9 @@ impl Fits {
             let count = per_call.min(n - first);
             let raw = self.read_raw_rows(first, count, layout.row_width)?;
             for (f, out) in layout.fields.iter().zip(&mut data) {
-                let size = f.column.size();
                 let at = out.len();
-                out.resize(at + count * size, 0);
-                let cells = out[at..].chunks_exact_mut(size.max(1));
-                for (row, dst) in raw.chunks_exact(width).zip(cells) {
-                    convert_cell(f, &row[f.fits_offset..f.fits_offset + f.fits_width], dst);
-                }
+                out.resize(at + count * f.column.size(), 0);
+                convert_column(f, &raw, width, &mut out[at..]);
             }
             first += count;
         }
@@ -1468,6 +1464,41 @@ impl TableLayout {
     }
 }
 
+/// Converts field `f` of every raw row (`width` bytes each) into `dst`, cell after cell. Numeric
+/// scalars of 2, 4 or 8 bytes without an unsigned offset are swapped word by word; anything else goes through
+/// [`convert_cell`].
+fn convert_column(f: &FitsField, raw: &[u8], width: usize, dst: &mut [u8]) {
+    let cells = raw
+        .chunks_exact(width)
+        .map(|row| &row[f.fits_offset..f.fits_offset + f.fits_width]);
+    let scalar = f.column.count() == 1 && f.fits_width == f.column.size();
+    let numeric = !matches!(f.code, TSTRING | TLOGICAL | TBIT | TBYTE) && !f.unsigned_offset;
+    match (scalar && numeric, f.column.size()) {
+        (true, 4) => {
+            for (d, s) in dst.chunks_exact_mut(4).zip(cells) {
+                let v = u32::from_be_bytes([s[0], s[1], s[2], s[3]]);
+                d.copy_from_slice(&v.to_ne_bytes());
+            }
+        }
+        (true, 8) => {
+            for (d, s) in dst.chunks_exact_mut(8).zip(cells) {
+                let v = u64::from_be_bytes(s[..8].try_into().expect("an 8-byte cell"));
+                d.copy_from_slice(&v.to_ne_bytes());
+            }
+        }
+        (true, 2) => {
+            for (d, s) in dst.chunks_exact_mut(2).zip(cells) {
+                d.copy_from_slice(&u16::from_be_bytes([s[0], s[1]]).to_ne_bytes());
+            }
+        }
+        (_, size) => {
+            for (d, s) in dst.chunks_exact_mut(size.max(1)).zip(cells) {
+                convert_cell(f, s, d);
+            }
+        }
+    }
+}
+
 fn convert_cell(f: &FitsField, src: &[u8], dst: &mut [u8]) {
     match f.code {
         TSTRING => {
@@ -1610,7 +1641,7 @@ mod tests {
         out
     }
 
-    /// A primary HDU and a binary table of 3 rows: E, J, K and 3A columns (16 + 3 bytes a row).
+    /// A primary HDU and a binary table of 3 rows: E, J, K, 3A, 2E and I columns (29 bytes a row).
     fn table_file() -> Vec<u8> {
         let mut bytes = fits_bytes(
             &[
@@ -1626,17 +1657,20 @@ mod tests {
             data.extend((-7 * r).to_be_bytes());
             data.extend((i64::MAX - r as i64).to_be_bytes());
             data.extend(format!("a{r} ").bytes());
+            data.extend((r as f32).to_be_bytes());
+            data.extend((-(r as f32)).to_be_bytes());
+            data.extend((300 - r as i16).to_be_bytes());
         }
         bytes.extend(fits_bytes(
             &[
                 "XTENSION= 'BINTABLE'",
                 "BITPIX  =                    8",
                 "NAXIS   =                    2",
-                "NAXIS1  =                   19",
+                "NAXIS1  =                   29",
                 "NAXIS2  =                    3",
                 "PCOUNT  =                    0",
                 "GCOUNT  =                    1",
-                "TFIELDS =                    4",
+                "TFIELDS =                    6",
                 "TTYPE1  = 'FLUX    '",
                 "TFORM1  = 'E       '",
                 "TTYPE2  = 'AND_MASK'",
@@ -1645,6 +1679,10 @@ mod tests {
                 "TFORM3  = 'K       '",
                 "TTYPE4  = 'NAME    '",
                 "TFORM4  = '3A      '",
+                "TTYPE5  = 'PAIR    '",
+                "TFORM5  = '2E      '",
+                "TTYPE6  = 'SHORT   '",
+                "TFORM6  = 'I       '",
                 "EXTNAME = 'COADD   '",
             ],
             &data,
@@ -1679,6 +1717,19 @@ mod tests {
         assert_eq!(cols.column_index("id"), Some(2));
         assert_eq!(cols.words(2), None, "an 8-byte column has no 32-bit words");
         assert_eq!(cols.words(3), None);
+        // Every column's cells are the packed rows' cells, byte for byte.
+        for (i, &offset) in rows.offsets().iter().enumerate() {
+            let size = rows.columns()[i].size();
+            let gathered: Vec<u8> = (0..3)
+                .flat_map(|r| rows.row(r)[offset..offset + size].to_vec())
+                .collect();
+            assert_eq!(cols.data[i], gathered, "column {i}");
+        }
+        let pair: Vec<f32> = cols.data[4]
+            .chunks_exact(4)
+            .map(|b| f32::from_ne_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(pair, vec![0.0, -0.0, 1.0, -1.0, 2.0, -2.0]);
     }
 
     #[test]
