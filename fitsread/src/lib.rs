@@ -1105,8 +1105,9 @@ impl Fits {
             let raw = self.read_raw_rows(first, count, layout.row_width)?;
             for (f, out) in layout.fields.iter().zip(&mut data) {
                 let at = out.len();
-                out.resize(at + count * f.column.size(), 0);
-                convert_column(f, &raw, width, &mut out[at..]);
+                let size = f.column.size();
+                out.resize(at + count * size, 0);
+                convert_column(f, &raw, width, &mut out[at..], (size, 0));
             }
             first += count;
         }
@@ -1449,50 +1450,62 @@ impl TableLayout {
         self.table.column_index(name).is_some()
     }
 
-    /// Converts raw big-endian FITS rows to packed native-endian rows appended to `table`.
+    /// Converts raw big-endian FITS rows to packed native-endian rows appended to `table`, one
+    /// column at a time.
     fn convert_into(&self, raw: &[u8], table: &mut Table) {
+        let width = self.row_width.max(1);
         let offsets = table.offsets().to_vec();
-        let mut row = vec![0u8; table.row_size()];
-        for fits_row in raw.chunks_exact(self.row_width.max(1)) {
-            for (f, &out) in self.fields.iter().zip(&offsets) {
-                let src = &fits_row[f.fits_offset..f.fits_offset + f.fits_width];
-                let dst = &mut row[out..out + f.column.size()];
-                convert_cell(f, src, dst);
-            }
-            table.push_row(&row);
+        let row_size = table.row_size();
+        let rows = table.push_zeroed_rows(raw.len() / width);
+        for (f, &out) in self.fields.iter().zip(&offsets) {
+            convert_column(f, raw, width, rows, (row_size, out));
         }
     }
 }
 
-/// Converts field `f` of every raw row (`width` bytes each) into `dst`, cell after cell. Numeric
-/// scalars of 2, 4 or 8 bytes without an unsigned offset are swapped word by word; anything else goes through
-/// [`convert_cell`].
-fn convert_column(f: &FitsField, raw: &[u8], width: usize, dst: &mut [u8]) {
+/// Converts field `f` of every raw row (`width` bytes each) into its cells in `dst`: one cell every
+/// `stride` bytes from `offset` (packed rows: the row size and the column's offset; one column's
+/// cells: the cell size and 0). Numeric scalars of 2, 4 or 8 bytes without an unsigned offset are
+/// swapped word by word; anything else goes through [`convert_cell`].
+fn convert_column(
+    f: &FitsField,
+    raw: &[u8],
+    width: usize,
+    dst: &mut [u8],
+    (stride, offset): (usize, usize),
+) {
+    let size = f.column.size();
+    if size == 0 {
+        return;
+    }
     let cells = raw
         .chunks_exact(width)
         .map(|row| &row[f.fits_offset..f.fits_offset + f.fits_width]);
-    let scalar = f.column.count() == 1 && f.fits_width == f.column.size();
+    let outs = dst
+        .chunks_exact_mut(stride)
+        .map(|d| &mut d[offset..offset + size]);
+    let scalar = f.column.count() == 1 && f.fits_width == size;
     let numeric = !matches!(f.code, TSTRING | TLOGICAL | TBIT | TBYTE) && !f.unsigned_offset;
-    match (scalar && numeric, f.column.size()) {
+    match (scalar && numeric, size) {
         (true, 4) => {
-            for (d, s) in dst.chunks_exact_mut(4).zip(cells) {
+            for (d, s) in outs.zip(cells) {
                 let v = u32::from_be_bytes([s[0], s[1], s[2], s[3]]);
                 d.copy_from_slice(&v.to_ne_bytes());
             }
         }
         (true, 8) => {
-            for (d, s) in dst.chunks_exact_mut(8).zip(cells) {
+            for (d, s) in outs.zip(cells) {
                 let v = u64::from_be_bytes(s[..8].try_into().expect("an 8-byte cell"));
                 d.copy_from_slice(&v.to_ne_bytes());
             }
         }
         (true, 2) => {
-            for (d, s) in dst.chunks_exact_mut(2).zip(cells) {
+            for (d, s) in outs.zip(cells) {
                 d.copy_from_slice(&u16::from_be_bytes([s[0], s[1]]).to_ne_bytes());
             }
         }
-        (_, size) => {
-            for (d, s) in dst.chunks_exact_mut(size.max(1)).zip(cells) {
+        _ => {
+            for (d, s) in outs.zip(cells) {
                 convert_cell(f, s, d);
             }
         }
@@ -1730,6 +1743,14 @@ mod tests {
             .map(|b| f32::from_ne_bytes(b.try_into().unwrap()))
             .collect();
         assert_eq!(pair, vec![0.0, -0.0, 1.0, -1.0, 2.0, -2.0]);
+        for r in 0..3 {
+            assert_eq!(rows.int_value(r, 2), Some(i64::MAX - r as i64));
+            assert_eq!(rows.int_value(r, 5), Some(300 - r as i64));
+            assert_eq!(
+                rows.str_value(r, 3).as_deref(),
+                Some(format!("a{r}").as_str())
+            );
+        }
     }
 
     #[test]

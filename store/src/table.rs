@@ -194,6 +194,13 @@ impl Table {
         self.data.extend_from_slice(row);
     }
 
+    /// Appends `n` rows of zeros and gives their bytes to fill (a reader converting cells in place).
+    pub fn push_zeroed_rows(&mut self, n: usize) -> &mut [u8] {
+        let at = self.data.len();
+        self.data.resize(at + n * self.row_size, 0);
+        &mut self.data[at..]
+    }
+
     /// Index of a column, matched case-insensitively.
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns
