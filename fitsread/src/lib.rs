@@ -134,6 +134,9 @@ const MAX_AXES: usize = 4;
 
 /// Elements read by one cfitsio call: memory grows with what the file really holds.
 const READ_BLOCK: usize = 1 << 20;
+/// Files up to this size are read whole and parsed in memory ([`Fits::open`]): a spec file of one
+/// spectrum (about 200 KB) is read with one call instead of one per header block.
+const SMALL_FILE: u64 = 4 << 20;
 
 /// Header keys that describe the FITS structure, not the data: never copied as attributes.
 const STRUCTURAL_KEYS: &[&str] = &[
@@ -274,6 +277,15 @@ impl Fits {
     pub fn open(path: &Path) -> Result<Self> {
         let size = logical_size(path).map_err(|e| FitsError::Open(e.to_string()))?;
         let gzipped = path.extension().is_some_and(|e| e == "gz");
+        if !gzipped && size <= SMALL_FILE {
+            // One read instead of a read per header block and cfitsio's reads through its buffers.
+            // Room for open_memory's padding to whole records, so that it does not reallocate.
+            let mut bytes = Vec::with_capacity((size as usize).div_ceil(2880).max(1) * 2880);
+            std::fs::File::open(path)
+                .and_then(|mut f| f.read_to_end(&mut bytes))
+                .map_err(|e| FitsError::Open(e.to_string()))?;
+            return Self::open_memory(bytes);
+        }
         let mut counted = None;
         if !gzipped {
             let mut file = std::fs::File::open(path).map_err(|e| FitsError::Open(e.to_string()))?;
