@@ -275,9 +275,19 @@ impl Fits {
     /// byte string is a valid path. Plain files are pre-scanned for cards cfitsio cannot parse safely
     /// ([`prescan`]); gzip-compressed files are not (cfitsio decompresses them itself).
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, true)
+    }
+
+    /// Opens a file as [`Fits::open`] does, to look at a few of its headers (recognising a file):
+    /// never read whole, so only the header blocks are read.
+    pub fn open_for_headers(path: &Path) -> Result<Self> {
+        Self::open_with(path, false)
+    }
+
+    fn open_with(path: &Path, small_whole: bool) -> Result<Self> {
         let size = logical_size(path).map_err(|e| FitsError::Open(e.to_string()))?;
         let gzipped = path.extension().is_some_and(|e| e == "gz");
-        if !gzipped && size <= SMALL_FILE {
+        if small_whole && !gzipped && size <= SMALL_FILE {
             // One read instead of a read per header block and cfitsio's reads through its buffers.
             // Room for open_memory's padding to whole records, so that it does not reallocate.
             let mut bytes = Vec::with_capacity((size as usize).div_ceil(2880).max(1) * 2880);

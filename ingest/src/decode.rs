@@ -256,7 +256,7 @@ pub fn identify(path: &Path, kind: InputKind) -> Result<(PlateMjd, Option<i32>)>
     if let Some(id) = parse_pipeline_name(path, kind) {
         return Ok(id);
     }
-    let mut f = Fits::open(path).map_err(ctx(path))?;
+    let mut f = Fits::open_for_headers(path).map_err(ctx(path))?;
     f.select(0).map_err(ctx(path))?;
     match other_survey(&mut f) {
         Some(Other::Desi) => return Err(InputError::new(path, Problem::DesiUnderSdssName)),
@@ -311,7 +311,7 @@ pub enum Other {
 
 /// The later survey a file is of, told by its primary header (None: SDSS-I–IV, or not FITS).
 pub fn survey_of(path: &Path) -> Option<Other> {
-    let mut f = Fits::open(path).ok()?;
+    let mut f = Fits::open_for_headers(path).ok()?;
     f.select(0).ok()?;
     other_survey(&mut f)
 }

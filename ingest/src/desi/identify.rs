@@ -147,7 +147,7 @@ fn header_group(path: &Path, f: &mut Fits) -> Result<DesiGroup, InputError> {
 /// Identifies a DESI file by its content: its group from the primary header, its role from its
 /// HDU names; a pipeline name must agree with both.
 pub fn identify(path: &Path) -> Result<(Kind, DesiGroup), InputError> {
-    let mut f = Fits::open(path).map_err(|e| err(path, e))?;
+    let mut f = Fits::open_for_headers(path).map_err(|e| err(path, e))?;
     f.select(0).map_err(|e| err(path, e))?;
     let group = header_group(path, &mut f)?;
     let mut names = Vec::new();

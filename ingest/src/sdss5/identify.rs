@@ -121,7 +121,7 @@ fn name_field(path: &Path) -> Option<String> {
 
 /// Identifies an SDSS-V file by its content.
 pub fn identify(path: &Path) -> Result<Identified, InputError> {
-    let mut f = Fits::open(path).map_err(|e| err(path, e))?;
+    let mut f = Fits::open_for_headers(path).map_err(|e| err(path, e))?;
     f.select(0).map_err(|e| err(path, e))?;
     if !is_sdss5_header(&mut f) {
         return Err(err(
