@@ -128,12 +128,15 @@ def test_an_unwritable_path_is_a_clear_error(catalog_store, query_bin, tmp_path)
 
 @pytest.mark.mpi
 @pytest.mark.parametrize("victim", [0, 1])
-def test_a_killed_rank_leaves_no_part_and_no_directory(query_bin, big_store, tmp_path, victim):  # noqa: F811
+@pytest.mark.parametrize("form", ["dir", "file"])
+def test_a_killed_rank_leaves_no_part_and_no_directory(query_bin, big_store, tmp_path, victim, form):  # noqa: F811
+    """A directory output, and a single Parquet file under 2 ranks (stitched from a piece per rank
+    written into a staging directory the same way)."""
     out_dir = tmp_path / "o"
     out_dir.mkdir()
-    out = out_dir / "parts"
+    out = out_dir / ("parts" if form == "dir" else "one.parquet")
     cmd = ["mpirun", "-n", "2", query_bin, "--store", big_store / "store", "--fibers", big_store / "all.csv",
-           "--parquet", f"{out}/", "--parquet-codec", "zstd"]
+           "--parquet", f"{out}/" if form == "dir" else out, "--parquet-codec", "zstd"]
     proc = subprocess.Popen([str(c) for c in cmd], env=mpi_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     # Wait until a part is being written (the staging directory holds a temporary part).
@@ -141,7 +144,7 @@ def test_a_killed_rank_leaves_no_part_and_no_directory(query_bin, big_store, tmp
     writing = False
     while time.monotonic() < deadline and proc.poll() is None and not writing:
         for d in out_dir.iterdir():
-            if d.name.startswith(".parts.tmp-") and any(p.name.endswith(".tmp") for p in d.iterdir()):
+            if d.name.startswith(f".{out.name}.tmp-") and any(p.name.endswith(".tmp") for p in d.iterdir()):
                 writing = True
         time.sleep(0.005)
     if not writing:

@@ -1163,6 +1163,7 @@ impl Fits {
         })?;
         Ok(raw)
     }
+
     /// The number (from 1) and cfitsio type code, repeat and width of the column `name` (any case)
     /// of the current table, from the description cfitsio parsed when the HDU was selected. None
     /// when there is no such column; of two of the same name, the first.
@@ -1277,17 +1278,14 @@ impl Fits {
 
     /// One scalar integer column of the current table, all rows (for indexing large catalogs).
     pub fn int_column(&mut self, name: &str) -> Result<Vec<i64>> {
-        let layout = self.table_layout()?;
         let label = self.hdu_label();
-        let col = layout
-            .fields
-            .iter()
-            .position(|f| f.column.name.eq_ignore_ascii_case(name))
-            .ok_or_else(|| FitsError::Column {
-                hdu: label.clone(),
+        let Some((colnum, ..)) = self.column_type(name)? else {
+            return Err(FitsError::Column {
+                hdu: label,
                 column: name.into(),
                 why: "missing".into(),
-            })?;
+            });
+        };
         let n = self.num_rows()?;
         let mut out: Vec<i64> = Vec::with_capacity(n.min(READ_BLOCK));
         while out.len() < n {
@@ -1301,7 +1299,7 @@ impl Fits {
                 sys::ffgcv(
                     self.raw(),
                     TLONGLONG,
-                    col as c_int + 1,
+                    colnum,
                     first as i64 + 1,
                     1,
                     count as i64,
@@ -1440,9 +1438,7 @@ impl Columns {
 
     /// The index of a column (any case).
     pub fn column_index(&self, name: &str) -> Option<usize> {
-        self.columns
-            .iter()
-            .position(|c| c.name.eq_ignore_ascii_case(name))
+        store::table::column_position(&self.columns, name)
     }
 
     /// The cells of column `i` as 32-bit words (its float32 or int32 bits), None unless it is a
@@ -1795,6 +1791,23 @@ mod tests {
         assert_eq!(f.int_cell("ID", 3).unwrap(), None, "past the last row");
         assert_eq!(f.int_cell("NOPE", 0).unwrap(), None);
         assert_eq!(f.int_cell("I*", 0).unwrap(), None, "no wildcards");
+    }
+
+    #[test]
+    fn whole_integer_columns_are_read_by_name() {
+        let mut f = Fits::open_memory(table_file()).unwrap();
+        f.select(1).unwrap();
+        assert_eq!(
+            f.int_column("id").unwrap(),
+            vec![i64::MAX, i64::MAX - 1, i64::MAX - 2]
+        );
+        assert_eq!(f.int_column("AND_MASK").unwrap()[2], -14);
+        let e = f.int_column("NOPE").unwrap_err().to_string();
+        assert!(e.contains("NOPE") && e.contains("missing"), "{e}");
+        assert!(
+            f.int_column("NAME").is_err(),
+            "a string column is not read as integers"
+        );
     }
 
     #[test]

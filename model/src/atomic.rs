@@ -67,6 +67,14 @@ impl AtomicFile {
         result
     }
 
+    /// Puts the temporary file under its final name without making it durable: for intermediate
+    /// files that are read once and removed (the pieces of a stitched export).
+    pub fn commit_volatile(mut self) -> io::Result<()> {
+        std::fs::rename(&self.temp, &self.dest)?;
+        self.forget();
+        Ok(())
+    }
+
     /// Forgets the temporary file without removing it (another rank of the job commits it).
     pub fn disarm(mut self) {
         self.forget();

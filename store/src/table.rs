@@ -103,6 +103,14 @@ pub struct Column {
     pub unit: Option<String>,
 }
 
+/// The index of the column `name` among `columns`, matched case-insensitively (as FITS matches
+/// TTYPE names).
+pub fn column_position(columns: &[Column], name: &str) -> Option<usize> {
+    columns
+        .iter()
+        .position(|c| c.name.eq_ignore_ascii_case(name))
+}
+
 impl Column {
     /// Number of elements in one cell.
     pub fn count(&self) -> usize {
@@ -203,9 +211,7 @@ impl Table {
 
     /// Index of a column, matched case-insensitively.
     pub fn column_index(&self, name: &str) -> Option<usize> {
-        self.columns
-            .iter()
-            .position(|c| c.name.eq_ignore_ascii_case(name))
+        column_position(&self.columns, name)
     }
 
     /// Integer value of a scalar integer column in row `i`.

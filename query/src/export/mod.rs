@@ -4,14 +4,16 @@
 //! `b_wave`, `b_flux`, `b_ivar`, `b_mask`, `r_…`, `z_…`, null for SDSS ones, and their SDSS
 //! columns are null), or with `--nested` one struct-of-lists column per spectrum (module
 //! [`nested`]). Each rank builds the batches of its own store groups, one store group at a time
-//! (never the whole result in memory); rank 0 writes them in key order into one Arrow IPC and/or
-//! Parquet file, or every rank writes its own into the part files of a directory output (module
-//! [`parts`]).
+//! (never the whole result in memory); every rank writes its own into the part files of a
+//! directory output (module [`parts`]); a single Parquet file under several ranks is stitched from
+//! such parts (module [`stitch`]); rank 0 writes a single Arrow IPC file (and a single Parquet
+//! file of a plain process) with the batches in key order.
 
 mod batch;
 mod columns;
 pub mod nested;
 pub mod parts;
+mod stitch;
 mod writers;
 
 use std::path::{Path, PathBuf};
@@ -94,31 +96,38 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
     let encoding = ParquetEncoding::with_codec(ParquetCodec::Snappy);
     let mut w = Writers::open(None, Some(AtomicFile::new(path)), encoding, &batch.schema())?;
     w.write(batch)?;
-    w.finish()
+    w.finish(true)
 }
 
-/// The outputs of an export split by form: single files (written by rank 0) and directories (a
-/// part per rank).
+/// The outputs of an export split by form: single files written by rank 0, directories (a part
+/// per rank), and a single Parquet file stitched from a piece per rank (under several ranks).
 struct Targets<'a> {
     file_arrow: Option<&'a Path>,
     file_parquet: Option<&'a Path>,
     dir_arrow: Option<&'a Path>,
     dir_parquet: Option<&'a Path>,
+    stitched_parquet: Option<&'a Path>,
 }
 
 impl<'a> Targets<'a> {
-    fn of(opts: &'a ExportOptions) -> Self {
+    fn of(opts: &'a ExportOptions, ranks: usize) -> Self {
         let split = |p: &'a Option<PathBuf>| match p.as_deref() {
             Some(p) if is_directory_form(p) => (None, Some(p)),
             other => (other, None),
         };
         let (file_arrow, dir_arrow) = split(&opts.arrow);
         let (file_parquet, dir_parquet) = split(&opts.parquet);
+        let (file_parquet, stitched_parquet) = if ranks > 1 {
+            (None, file_parquet)
+        } else {
+            (file_parquet, None)
+        };
         Self {
             file_arrow,
             file_parquet,
             dir_arrow,
             dir_parquet,
+            stitched_parquet,
         }
     }
 
@@ -126,8 +135,10 @@ impl<'a> Targets<'a> {
         self.file_arrow.is_some() || self.file_parquet.is_some()
     }
 
-    fn has_dirs(&self) -> bool {
-        self.dir_arrow.is_some() || self.dir_parquet.is_some()
+    /// True when every rank writes parts (of directories or of a stitched file): ranks then own
+    /// contiguous runs of store groups, so that the parts in rank order are in key order.
+    fn has_parts(&self) -> bool {
+        self.dir_arrow.is_some() || self.dir_parquet.is_some() || self.stitched_parquet.is_some()
     }
 }
 
@@ -146,7 +157,8 @@ fn spectra_bytes(batch: &RecordBatch, catalog_columns: usize) -> u64 {
 ///
 /// Single files: each rank builds the batches of its store groups and sends them to rank 0, which
 /// writes them in key order. Directory outputs: each rank writes the batches of its own contiguous
-/// run of store groups into its part files, nothing moves between ranks. A failure after writing
+/// run of store groups into its part files, nothing moves between ranks. A single Parquet file
+/// under several ranks: the same, into pieces that rank 0 then stitches into the file. A failure after writing
 /// started aborts the job (the other ranks would wait for batches forever); the files written are
 /// removed and nothing appears under a final name.
 pub fn export(
@@ -156,7 +168,7 @@ pub fn export(
     opts: &ExportOptions,
 ) -> Result<ExportReport> {
     let start = std::time::Instant::now();
-    let targets = Targets::of(opts);
+    let targets = Targets::of(opts, job.size());
     let encoding = ParquetEncoding::with_codec(opts.codec);
     let desi = has_desi(subset);
     let catalog_columns = subset.num_columns();
@@ -176,30 +188,36 @@ pub fn export(
         }
     }
     let weights: Vec<u64> = groups.iter().map(|g| g.2 as u64).collect();
-    // Directory parts must be in key order: ranks own contiguous runs of groups. For single files
-    // alone, rank 0 writes in key order while the others build the next batches: groups are dealt
-    // out by weight.
-    let owner = if targets.has_dirs() {
+    // Parts must be in key order: ranks own contiguous runs of groups. For single files alone,
+    // rank 0 writes in key order while the others build the next batches: groups are dealt out by
+    // weight.
+    let owner = if targets.has_parts() {
         partition_contiguous(&weights, job.size())
     } else {
         partition_by_weight(&weights, job.size())
     };
-    let dirs = if targets.has_dirs() {
+    let dirs = if targets.dir_arrow.is_some() || targets.dir_parquet.is_some() {
         Some(PartDirs::open(job, targets.dir_arrow, targets.dir_parquet)?)
     } else {
         None
+    };
+    let pieces = match targets.stitched_parquet {
+        Some(p) => Some(PartDirs::open_pieces(job, p)?),
+        None => None,
     };
     // Each rank opens its part files (rank 0 also when nothing is selected: the directory then
     // holds one empty part with the schema), rank 0 the single files; every rank learns whether all
     // could before any batch moves.
     let mine = owner.contains(&job.rank()) || (job.is_root() && groups.is_empty());
-    let opened_parts = match &dirs {
+    let open_parts = |d: &Option<PartDirs>| match d {
         Some(d) if mine => {
             let (a, p) = d.part_files(job.rank());
             Some(Writers::open(a, p, encoding, &schema))
         }
         _ => None,
     };
+    let opened_parts = open_parts(&dirs);
+    let opened_pieces = open_parts(&pieces);
     let opened_files = (job.is_root() && targets.has_files()).then(|| {
         Writers::open(
             targets.file_arrow.map(AtomicFile::new),
@@ -208,12 +226,19 @@ pub fn export(
             &schema,
         )
     });
-    let failed =
-        job.any(matches!(opened_parts, Some(Err(_))) || matches!(opened_files, Some(Err(_))));
-    let (mut parts, mut files) = match (opened_parts.transpose(), opened_files.transpose()) {
-        (Err(e), _) | (_, Err(e)) => return Err(e),
+    let failed = job.any(
+        matches!(opened_parts, Some(Err(_)))
+            || matches!(opened_pieces, Some(Err(_)))
+            || matches!(opened_files, Some(Err(_))),
+    );
+    let (mut parts, mut piece, mut files) = match (
+        opened_parts.transpose(),
+        opened_pieces.transpose(),
+        opened_files.transpose(),
+    ) {
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Err(e),
         _ if failed => return Err(QueryError::OtherRank),
-        (Ok(p), Ok(f)) => (p, f),
+        (Ok(p), Ok(s), Ok(f)) => (p, s, f),
     };
     let mut report = ExportReport {
         codec: opts.codec,
@@ -240,7 +265,7 @@ pub fn export(
             } else {
                 b
             };
-            if let Some(w) = &mut parts {
+            for w in [&mut parts, &mut piece].into_iter().flatten() {
                 w.write(&b).unwrap_or_else(|e| abort(job, e));
             }
             b
@@ -267,15 +292,21 @@ pub fn export(
         }
     }
     if let Some(w) = parts {
-        w.finish().unwrap_or_else(|e| abort(job, e));
+        w.finish(true).unwrap_or_else(|e| abort(job, e));
         report.parts =
             usize::from(targets.dir_arrow.is_some()) + usize::from(targets.dir_parquet.is_some());
     }
+    if let Some(w) = piece {
+        w.finish(false).unwrap_or_else(|e| abort(job, e));
+    }
     if let Some(w) = files {
-        w.finish().unwrap_or_else(|e| abort(job, e));
+        w.finish(true).unwrap_or_else(|e| abort(job, e));
     }
     if let Some(d) = dirs {
         d.commit(job)?;
+    }
+    if let Some(d) = pieces {
+        d.stitch(job)?;
     }
     report.rows = job.sum_u64(report.rows as u64) as usize;
     report.spectra_bytes = job.sum_u64(report.spectra_bytes);

@@ -16,6 +16,10 @@ use crate::error::{QueryError, Result};
 /// How every part's file name begins.
 const PART_PREFIX: &str = "part-";
 
+/// The temporary name, in the staging directory, of a single file stitched from the parts
+/// (module [`super::stitch`]).
+const STITCHED_TEMP: &str = ".stitched.tmp";
+
 /// The file name of rank `rank`'s part with extension `ext`.
 pub fn part_name(rank: usize, ext: &str) -> String {
     format!("{PART_PREFIX}{rank:05}.{ext}")
@@ -107,12 +111,23 @@ impl PartDirs {
             .into_iter()
             .filter_map(|(p, ext)| p.map(|p| (trimmed(p), ext)))
             .collect();
+        Self::open_staged(job, wanted)
+    }
+
+    /// Collective: the staging directory of the single Parquet file `dest`, whose parts (pieces)
+    /// every rank writes and rank 0 then stitches into `dest` ([`PartDirs::stitch`]).
+    pub(crate) fn open_pieces(job: &Job, dest: &Path) -> Result<Self> {
+        Self::open_staged(job, vec![(dest.to_path_buf(), "parquet")])
+    }
+
+    fn open_staged(job: &Job, wanted: Vec<(PathBuf, &'static str)>) -> Result<Self> {
         let files = |staging: &Path, ext: &str| -> Vec<PathBuf> {
             (0..job.size())
                 .flat_map(|r| {
                     let (part, temp) = part_paths(staging, r, ext);
                     [part, temp]
                 })
+                .chain([staging.join(STITCHED_TEMP)])
                 .collect()
         };
         let mut created = Vec::new();
@@ -216,6 +231,50 @@ impl PartDirs {
             // Rank 0 committed them: the other ranks forget theirs.
             left.into_iter().for_each(TempDir::disarm);
         }
+        match result {
+            Err(e) => Err(e),
+            Ok(()) if failed => Err(QueryError::OtherRank),
+            Ok(()) => Ok(()),
+        }
+    }
+}
+
+impl PartDirs {
+    /// Collective, after every rank committed its pieces: rank 0 stitches each staging directory's
+    /// pieces, in rank order, into its single file (under a temporary name in the staging
+    /// directory, then renamed into place), and the staging directories with their pieces are
+    /// removed. An error on rank 0 is an error on every rank; nothing appears under a final name.
+    pub(crate) fn stitch(self, job: &Job) -> Result<()> {
+        job.barrier();
+        let mut result = Ok(());
+        if job.is_root() {
+            for d in &self.dirs {
+                let pieces: Vec<PathBuf> = (0..job.size())
+                    .map(|r| part_paths(d.staging.path(), r, d.ext).0)
+                    .filter(|p| p.exists())
+                    .collect();
+                let out = AtomicFile::with_temp(&d.dest, d.staging.path().join(STITCHED_TEMP));
+                let step = (|| {
+                    let file = std::fs::File::create(out.temp())
+                        .map_err(|e| QueryError::io(&d.dest, "cannot create the export", e))?;
+                    let refs: Vec<&Path> = pieces.iter().map(PathBuf::as_path).collect();
+                    super::stitch::stitch(&refs, file).map_err(|source| QueryError::Parquet {
+                        path: d.dest.clone(),
+                        source,
+                    })?;
+                    out.commit()
+                        .map_err(|e| QueryError::io(&d.dest, "cannot put the export into place", e))
+                })();
+                result = step;
+                if result.is_err() {
+                    break;
+                }
+            }
+        }
+        let failed = job.any(result.is_err());
+        // Dropped, the staging directories go with their pieces (on every rank: whichever is
+        // first removes them, the others find nothing left).
+        drop(self);
         match result {
             Err(e) => Err(e),
             Ok(()) if failed => Err(QueryError::OtherRank),

@@ -246,12 +246,17 @@ impl Writers {
         Ok(())
     }
 
-    /// Ends the files and puts them under their final names.
-    pub(crate) fn finish(self) -> Result<()> {
+    /// Ends the files and puts them under their final names, durably (fsync) unless they are
+    /// pieces to be stitched and removed (`durable` false).
+    pub(crate) fn finish(self, durable: bool) -> Result<()> {
         let commit = |a: AtomicFile| {
             let dest: PathBuf = a.dest().to_path_buf();
-            a.commit()
-                .map_err(|e| QueryError::io(&dest, "cannot put the export into place", e))
+            let done = if durable {
+                a.commit()
+            } else {
+                a.commit_volatile()
+            };
+            done.map_err(|e| QueryError::io(&dest, "cannot put the export into place", e))
         };
         if let Some((mut w, a)) = self.arrow {
             w.finish().map_err(|source| QueryError::Arrow {
