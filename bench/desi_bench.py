@@ -1,6 +1,6 @@
-"""The DESI part of bench/run: ingest of HEALPix coadds with their redrock files (generated after the
-real DESI pair with astropy, tests/clients/desi_files.py: the real grid lengths 2751/2326/2881 and
-11-diagonal resolution) at 1 and 2 ranks, and a query of N targets named by TARGETID at 1 and 2
+"""The DESI part of bench/run: ingest of HEALPix coadds with their redrock files (written by
+`boss-synth --flavor desi` after the real DESI pair: its HDUs, headers and columns, the real grid
+lengths 2751/2326/2881 and 11-diagonal resolution) at 1 and 2 ranks, and a query of N targets named by TARGETID at 1 and 2
 ranks — each against the raw limit of the same bytes (read the inputs, `dd` the output with fsync)
 — and the peak RSS per rank at two sizes of the input. Imported by bench/run."""
 
@@ -13,9 +13,6 @@ from pathlib import Path
 
 from export_bench import survey_export_lines, survey_exports
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = ROOT / ".venv" / "bin" / "python"
-GEN = ROOT / "tests" / "clients" / "desi_files.py"
 
 SCALES = {
     # coadd files, targets per file, query size
@@ -40,8 +37,9 @@ def desi_phase(scale, out, results, h, repeat=None):
     BIN = h["BIN"]
     r = {"config": cfg}
     inputs = out / "desi-in"
-    p, dt = h["run"]([PY, GEN, inputs, "--files", cfg["files"], "--targets", cfg["targets"], "--seed", 5])
-    h["check"](p, "desi_files.py")
+    p, dt = h["run"]([BIN / "boss-synth", "--flavor", "desi", "--plates", cfg["files"], "--fibers", cfg["targets"],
+                      "--seed", 5, "--out", inputs])
+    h["check"](p, "boss-synth --flavor desi")
     print(f"bench: desi generated {cfg['files']} coadds x {cfg['targets']} targets in {dt:.0f} s", flush=True)
     files = sorted(inputs.rglob("*.fits"))
     in_bytes = sum(f.stat().st_size for f in files)
@@ -127,7 +125,7 @@ def desi_report(r, fmt):
     if not s:
         return []
     c = s["config"]
-    lines = ["", "#### DESI (coadd + redrock files after the DESI data model; tests/clients/desi_files.py)", "",
+    lines = ["", "#### DESI (coadd + redrock files after the real DESI pair; boss-synth --flavor desi)", "",
              f"{c['files']} HEALPix coadds × {c['targets']} targets (B/R/Z 2751/2326/2881 pixels, RESOLUTION "
              "11 diagonals) with their redrock files.", "",
              "| ingest | ranks | input MB | store MB | seconds | MB/s of input | raw read + write s | share of the raw limit | peak RSS MB/rank |",

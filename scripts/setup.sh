@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(libhdf5-openmpi-dev libopenmpi-dev openmpi-bin libcfitsio-dev libclang-dev clang pkg-config hdf5-tools time)
-PY_PACKAGES=(h5py astropy numpy scipy pandas pyarrow duckdb polars nested-pandas matplotlib pytest specutils)
+PY_PACKAGES=(h5py astropy numpy scipy pandas pyarrow duckdb polars nested-pandas matplotlib pytest specutils desispec)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -21,7 +21,7 @@ fi
 
 venv_pid=""
 venv_log="$(mktemp)"
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import h5py, astropy, scipy, pandas, pyarrow, duckdb, polars, nested_pandas, matplotlib, pytest, specutils" 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import h5py, astropy, scipy, pandas, pyarrow, duckdb, polars, nested_pandas, matplotlib, pytest, specutils, desispec" 2>/dev/null; then
   echo "setup: creating the Python venv .venv (${PY_PACKAGES[*]}), while cargo builds"
   (python3 -m venv .venv && .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q "${PY_PACKAGES[@]}") \
     >"$venv_log" 2>&1 &

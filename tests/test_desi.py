@@ -1,7 +1,8 @@
 """DESI coadds and redrock files (issue 18): the real pair in data-samples/real/desi and files
 generated after it with astropy (tests/clients/desi_files.py) ingest into one store file per coadd;
 every array and table value in the store, in the HDF5 subset and in the Parquet export equals what
-astropy and specutils' "DESI coadd" reader read from the FITS files; the catalog holds DESI rows
+astropy, specutils' "DESI coadd" reader and desispec's read_spectra read from the FITS files (generated ones
+also by boss-synth --flavor desi); the catalog holds DESI rows
 beside SDSS rows; bad inputs are named and nothing is half-written."""
 
 from __future__ import annotations
@@ -464,3 +465,89 @@ def test_a_mixed_nested_export_has_a_nested_column_per_arm(ingest_bin, query_bin
             pixels = row[f"spectrum_{arm}"]
             assert np.array_equal(pixels["flux"].to_numpy(np.float32), fits.getdata(coadd, f"{arm.upper()}_FLUX")[j])
             assert np.array_equal(pixels["wave"].to_numpy(), fits.getdata(coadd, f"{arm.upper()}_WAVELENGTH"))
+
+
+@pytest.fixture(scope="module")
+def synth_desi(synth_bin, ingest_bin, tmp_path_factory):
+    """Two HEALPix coadds of 40 targets with their redrock files, written by boss-synth, and their store."""
+    d = tmp_path_factory.mktemp("synth-desi")
+    run([synth_bin, "--flavor", "desi", "--plates", "2", "--fibers", "40", "--seed", "3", "--out", d / "in"],
+        check=True)
+    run([ingest_bin, d / "in", d / "store"], check=True)
+    return d
+
+
+def synth_pairs(d: Path):
+    coadds = sorted((d / "in").rglob("coadd-*.fits"))
+    return [(c, c.with_name(c.name.replace("coadd-", "redrock-"))) for c in coadds]
+
+
+def test_boss_synth_writes_desi_files_shaped_as_the_real_ones(synth_desi):
+    pairs = synth_pairs(synth_desi)
+    assert [c.relative_to(synth_desi / "in").as_posix() for c, _ in pairs] == [
+        "healpix/main/dark/90/9000/coadd-main-dark-9000.fits", "healpix/main/dark/90/9001/coadd-main-dark-9001.fits"]
+    made = [(p, REAL / f"{kind}-special-dark-27247.fits") for pair in pairs
+            for p, kind in zip(pair, ("coadd", "redrock"))]
+    for path, template in made:
+        with fits.open(path, checksum=True) as g, fits.open(template) as t:
+            assert [h.name for h in g] == [h.name for h in t]
+            for a, b in zip(t, g):
+                # The same cards in the same order (values of sizes and the group's keywords aside).
+                assert list(a.header) == list(b.header), a.name
+                if "CHECKSUM" in a.header:
+                    assert b.verify_checksum() == 1 and b.verify_datasum() == 1, f"{b.name}: checksums"
+                if isinstance(a, fits.BinTableHDU):
+                    assert (a.columns.names, a.columns.formats, a.columns.units) == \
+                        (b.columns.names, b.columns.formats, b.columns.units), a.name
+                    assert len(b.data) == 40 * (2 if b.name == "EXP_FIBERMAP" else 1), b.name
+                elif a.name.endswith("WAVELENGTH"):
+                    assert np.array_equal(a.data, b.data) and b.data.dtype == a.data.dtype
+                elif a.data is not None:
+                    assert b.data.shape == (40,) + a.data.shape[1:] and b.data.dtype == a.data.dtype, a.name
+            assert g[0].header["HPXPIXEL"] == int(path.parent.name) and g[0].header["SURVEY"] == "main"
+    with fits.open(pairs[0][0]) as c, fits.open(pairs[0][1]) as r:
+        ids = c["FIBERMAP"].data["TARGETID"]
+        assert len(set(ids)) == 40 and list(ids) != sorted(ids), "distinct TARGETIDs in DESI's unsorted order"
+        assert list(r["REDSHIFTS"].data["TARGETID"]) == list(ids)
+        assert set(r["REDSHIFTS"].data["SPECTYPE"]) == {"QSO", "GALAXY"}
+
+
+def test_boss_synth_desi_files_ingest_bit_exact_and_read_with_desispec(synth_desi):
+    import desispec.io as desispec_io  # installed by scripts/setup.sh
+    for coadd, redrock in synth_pairs(synth_desi):
+        pix = coadd.parent.name
+        group = {"survey": "main", "program": "dark", "pixnum": int(pix)}
+        with h5py.File(synth_desi / "store" / store_name(group)) as f:
+            g = f[group_path(group)]
+            compare_group(g, coadd, redrock)
+            s = desispec_io.read_spectra(str(coadd))
+            order = np.argsort(np.asarray(s.fibermap["TARGETID"]), kind="stable")
+            for arm in "brz":
+                assert np.array_equal(g[f"{arm}/WAVELENGTH"][...], s.wave[arm])
+                assert np.array_equal(g[f"{arm}/FLUX"][...], s.flux[arm][order])
+                assert np.array_equal(g[f"{arm}/IVAR"][...], s.ivar[arm][order])
+                assert np.array_equal(g[f"{arm}/MASK"][...].astype(np.int64), s.mask[arm][order].astype(np.int64))
+                assert np.array_equal(g[f"{arm}/RESOLUTION"][...], s.resolution_data[arm][order])
+
+
+def test_desispec_reader_agrees_with_store_subset_and_export(query_bin, desi_real_store, tmp_path):
+    import desispec.io as desispec_io  # installed by scripts/setup.sh
+    s = desispec_io.read_spectra(str(REAL / "coadd-special-dark-27247.fits"))
+    ids = tmp_path / "ids.csv"
+    ids.write_text("TARGETID\n39089837499744649\n")
+    out, pq = tmp_path / "sub.h5", tmp_path / "sub.parquet"
+    run([query_bin, "--store", desi_real_store / "store", "--ids", ids, "-o", out, "--parquet", pq], check=True)
+    df = pd.read_parquet(pq)
+    assert list(df.TARGETID) == list(s.fibermap["TARGETID"])
+    with h5py.File(out) as f:
+        g = f["desi/healpix/special/dark/27247"]
+        for arm in "brz":
+            for q, want in (("WAVELENGTH", s.wave[arm]), ("FLUX", s.flux[arm][0]), ("IVAR", s.ivar[arm][0]),
+                            ("RESOLUTION", s.resolution_data[arm][0])):
+                got = g[f"{arm}/{q}"][...] if q == "WAVELENGTH" else g[f"{arm}/{q}"][0]
+                assert np.array_equal(got, want), (arm, q)
+            assert np.array_equal(g[f"{arm}/MASK"][0].astype(np.int64), s.mask[arm][0].astype(np.int64))
+            assert np.array_equal(df[f"{arm}_wave"][0], s.wave[arm])
+            assert np.array_equal(df[f"{arm}_flux"][0], s.flux[arm][0])
+            assert np.array_equal(df[f"{arm}_ivar"][0], s.ivar[arm][0])
+            assert np.array_equal(df[f"{arm}_mask"][0].astype(np.int64), s.mask[arm][0].astype(np.int64))

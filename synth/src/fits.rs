@@ -12,6 +12,8 @@ use anyhow::{bail, ensure, Context, Result};
 use fitsio_sys as sys;
 use model::atomic::AtomicFile;
 
+use crate::template::Template;
+
 /// Value of one header card.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -67,6 +69,11 @@ pub trait Pixel: Copy {
 impl Pixel for f32 {
     const BITPIX: c_int = sys::FLOAT_IMG;
     const DATATYPE: c_int = sys::TFLOAT as c_int;
+}
+
+impl Pixel for f64 {
+    const BITPIX: c_int = sys::DOUBLE_IMG;
+    const DATATYPE: c_int = sys::TDOUBLE as c_int;
 }
 
 impl Pixel for i32 {
@@ -390,22 +397,136 @@ impl FitsWriter {
             self.cards(&[Card::str("EXTNAME", name, "")])?;
         }
         self.cards(cards)?;
-        if !data.is_empty() {
-            // SAFETY: data holds width*height elements of the type named by DATATYPE; cfitsio only
-            // reads from the array despite the mutable pointer type.
+        self.write_pixels(extname.unwrap_or("(primary)"), data)
+    }
+
+    /// Writes the pixels of the current image, from the first, in one call.
+    pub fn write_pixels<T: Pixel>(&mut self, label: &str, data: &[T]) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let mut status = 0;
+        // SAFETY: data holds data.len() elements of the type named by DATATYPE; cfitsio only
+        // reads from the array despite the mutable pointer type.
+        unsafe {
+            sys::ffppr(
+                self.fptr,
+                T::DATATYPE,
+                1,
+                data.len() as sys::LONGLONG,
+                data.as_ptr() as *mut c_void,
+                &mut status,
+            )
+        };
+        self.check(status, || format!("writing image {label}"))
+    }
+
+    /// Appends an HDU with the header of the template's current HDU: every card in its order, the
+    /// structure keywords included. Its CHECKSUM and DATASUM cards stay in place and do not hold for
+    /// the new data until [`FitsWriter::write_checksum`] rewrites them.
+    pub fn copy_header(&mut self, from: &Template) -> Result<()> {
+        let mut status = 0;
+        // SAFETY: both handles are open; the output gets a new HDU at its end.
+        unsafe { sys::ffcphd(from.fptr, self.fptr, &mut status) };
+        self.check(status, || "copying a template header".to_string())
+    }
+
+    /// Gives the current image HDU the axes `dims` (NAXIS1 first) and the pixel type of `T`.
+    pub fn resize_image<T: Pixel>(&mut self, dims: &[usize]) -> Result<()> {
+        let mut naxes: Vec<sys::LONGLONG> = dims.iter().map(|&d| d as sys::LONGLONG).collect();
+        let mut status = 0;
+        // SAFETY: an open handle on an image HDU; naxes holds dims.len() axes.
+        unsafe {
+            sys::ffrsimll(
+                self.fptr,
+                T::BITPIX,
+                dims.len() as c_int,
+                naxes.as_mut_ptr(),
+                &mut status,
+            )
+        };
+        self.check(status, || format!("resizing an image to {dims:?}"))
+    }
+
+    /// Gives the current (empty) table HDU `rows` rows (its NAXIS2).
+    pub fn set_table_rows(&mut self, rows: usize) -> Result<()> {
+        let key = cstring("NAXIS2")?;
+        let mut status = 0;
+        // SAFETY: an open handle on a table HDU; `&` keeps the card's comment.
+        unsafe {
+            sys::ffmkyj(
+                self.fptr,
+                key.as_ptr(),
+                rows as sys::LONGLONG,
+                c"&".as_ptr(),
+                &mut status,
+            );
+            sys::ffrdef(self.fptr, &mut status);
+        }
+        self.check(status, || format!("setting {rows} table rows"))
+    }
+
+    /// Sets header keywords of the current HDU, replacing cards of the same name (appending the
+    /// others).
+    pub fn update_cards(&mut self, cards: &[Card]) -> Result<()> {
+        for card in cards {
+            let name = cstring(&card.name)?;
+            let comment = cstring(card.comment)?;
+            let mut status = 0;
+            // SAFETY: an open handle; NUL-terminated strings that outlive the call.
             unsafe {
-                sys::ffppr(
-                    self.fptr,
-                    T::DATATYPE,
-                    1,
-                    data.len() as sys::LONGLONG,
-                    data.as_ptr() as *mut c_void,
-                    &mut status,
-                )
-            };
-            self.check(status, || format!("writing image {extname:?}"))?;
+                match &card.value {
+                    Value::Int(v) => {
+                        sys::ffukyj(self.fptr, name.as_ptr(), *v, comment.as_ptr(), &mut status)
+                    }
+                    Value::Str(v) => {
+                        let value = cstring(v)?;
+                        sys::ffukys(
+                            self.fptr,
+                            name.as_ptr(),
+                            value.as_ptr(),
+                            comment.as_ptr(),
+                            &mut status,
+                        )
+                    }
+                    Value::Bool(v) => sys::ffukyl(
+                        self.fptr,
+                        name.as_ptr(),
+                        c_int::from(*v),
+                        comment.as_ptr(),
+                        &mut status,
+                    ),
+                    Value::Real(v) => sys::ffukyd(
+                        self.fptr,
+                        name.as_ptr(),
+                        *v,
+                        -round_trip_digits(*v),
+                        comment.as_ptr(),
+                        &mut status,
+                    ),
+                    Value::Text(_) => bail!("commentary card {} cannot be updated", card.name),
+                };
+            }
+            self.check(status, || format!("updating header key {}", card.name))?;
         }
         Ok(())
+    }
+
+    /// Computes the CHECKSUM and DATASUM of the current HDU (after its data) and writes them into
+    /// their cards, if it has them (as a copied header has where its template had).
+    pub fn write_checksum(&mut self) -> Result<()> {
+        let name = cstring("CHECKSUM")?;
+        let mut card = [0 as c_char; 81];
+        let mut status = 0;
+        // SAFETY: an open handle; a NUL-terminated name; a card buffer of FLEN_CARD bytes.
+        unsafe { sys::ffgcrd(self.fptr, name.as_ptr(), card.as_mut_ptr(), &mut status) };
+        if status != 0 {
+            // KEY_NO_EXIST: an HDU without checksums stays so.
+            return Ok(());
+        }
+        // SAFETY: an open handle.
+        unsafe { sys::ffpcks(self.fptr, &mut status) };
+        self.check(status, || "writing the checksums".to_string())
     }
 
     /// Appends (or, in an empty file, creates) a primary-style HDU without data, with these cards.
@@ -526,9 +647,72 @@ impl FitsWriter {
         if nrows == 0 {
             return Ok(());
         }
-        let first = first_row as sys::LONGLONG;
         for (i, c) in columns.iter().enumerate() {
-            let colnum = (i + 1) as c_int;
+            self.write_column(label, (i + 1) as c_int, first_row, c)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the data of `columns` into the current table's columns of the same names (any case),
+    /// from row `first_row` (1-based); the table's other columns keep their cells.
+    pub fn write_named_columns(
+        &mut self,
+        label: &str,
+        first_row: usize,
+        columns: &[Column],
+    ) -> Result<()> {
+        for c in columns {
+            let mut template = cstring(&c.name)?.into_bytes_with_nul();
+            let (mut colnum, mut status): (c_int, c_int) = (0, 0);
+            // SAFETY: an open handle on a table; a writable NUL-terminated copy of the name.
+            unsafe {
+                sys::ffgcno(
+                    self.fptr,
+                    0,
+                    template.as_mut_ptr().cast(),
+                    &mut colnum,
+                    &mut status,
+                )
+            };
+            self.check(status, || {
+                format!("finding column {} of table {label}", c.name)
+            })?;
+            let (mut code, mut repeat, mut width): (c_int, sys::LONGLONG, sys::LONGLONG) =
+                (0, 0, 0);
+            // SAFETY: an open handle; a column number cfitsio gave; valid out-pointers.
+            unsafe {
+                sys::ffgtclll(
+                    self.fptr,
+                    colnum,
+                    &mut code,
+                    &mut repeat,
+                    &mut width,
+                    &mut status,
+                )
+            };
+            self.check(status, || {
+                format!("reading column {} of table {label}", c.name)
+            })?;
+            // The table's own form: strings are cut to its width.
+            let c = Column {
+                tform: format!("{repeat}"),
+                ..c.clone()
+            };
+            self.write_column(label, colnum, first_row, &c)?;
+        }
+        Ok(())
+    }
+
+    /// Writes one column's data into column number `colnum` (from 1) from row `first_row`.
+    fn write_column(
+        &mut self,
+        label: &str,
+        colnum: c_int,
+        first_row: usize,
+        c: &Column,
+    ) -> Result<()> {
+        let first = first_row as sys::LONGLONG;
+        {
             let n = c.data.len() as sys::LONGLONG;
             let mut status = 0;
             // SAFETY: each array holds exactly nrows*repeat elements of the datatype passed

@@ -1,9 +1,11 @@
 //! Generator of realistic synthetic SDSS/BOSS inputs — spPlate, spZbest, spZline and, optionally,
 //! per-fiber spec files in the variants real files come in — written into `<OUT>/<PLATE>/`,
 //! deterministically for a seed. Used by `boss-synth`, the benchmarks and the Rust tests.
-//! [`sdss5`] writes SDSS-V (DR19) files that follow the SDSS data model.
+//! [`sdss5`] writes SDSS-V (DR19) files that follow the SDSS data model; [`desi`] DESI (DR1) coadds
+//! and redrock files made after the real pair in data-samples/real/desi.
 
 mod astrometry;
+pub mod desi;
 mod fits;
 pub mod plate;
 pub mod sdss5;
@@ -13,6 +15,7 @@ mod spec_file;
 mod spectrum;
 mod tables;
 mod targets;
+mod template;
 mod zline;
 
 use anyhow::{ensure, Result};
@@ -30,8 +33,8 @@ pub struct Output {
 /// Checks a configuration, then writes every plate (in parallel).
 pub fn generate(cfg: &Config) -> Result<Output> {
     ensure!(
-        !cfg.flavor.is_sdss5(),
-        "the SDSS-V flavors are written by synth::sdss5::generate"
+        !cfg.flavor.is_sdss5() && cfg.flavor != Flavor::Desi,
+        "the SDSS-V and DESI flavors are written by synth::sdss5::generate and synth::desi::generate"
     );
     ensure!(cfg.plates >= 1, "--plates must be at least 1");
     ensure!(

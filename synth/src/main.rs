@@ -1,7 +1,8 @@
 //! `boss-synth`: writes realistic synthetic SDSS/BOSS inputs (spPlate, spZbest, spZline and,
 //! optionally, per-fiber spec files) into `<OUT>/<PLATE>/`, deterministically for a seed; with
 //! `--flavor sdss5|sdss5-lite`, SDSS-V DR19 files (spField, spZbest, spZline, spec, spAll) in the
-//! tree SDSS distributes.
+//! tree SDSS distributes; with `--flavor desi`, DESI DR1 HEALPix coadds and redrock files in DESI's
+//! tree.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -15,10 +16,12 @@ use synth::{Config, Flavor};
 #[derive(Debug, Parser)]
 #[command(name = "boss-synth", version, about)]
 struct Args {
-    /// Number of plate-MJDs to write (SDSS-V: field-MJDs; MJDs of the all-epoch coadd).
+    /// Number of plate-MJDs to write (SDSS-V: field-MJDs; MJDs of the all-epoch coadd; DESI: HEALPix
+    /// coadd files, each with its redrock file).
     #[arg(long)]
     plates: usize,
-    /// Fibers per plate (1000 for BOSS, 640 for SDSS-I/II; SDSS-V: targets per field-MJD).
+    /// Fibers per plate (1000 for BOSS, 640 for SDSS-I/II; SDSS-V: targets per field-MJD; DESI:
+    /// targets per coadd file).
     #[arg(long, default_value_t = 1000)]
     fibers: usize,
     /// Output root; files go into <OUT>/<PLATE>/.
@@ -55,6 +58,10 @@ struct Args {
     /// directories) or allepoch (the APO all-epoch coadd, `allepoch_apo` in place of the field).
     #[arg(long, value_enum, value_name = "KIND")]
     coadd: Option<CoaddKind>,
+    /// DESI: the directory of the real coadd/redrock pair whose HDUs, headers and columns the
+    /// files copy (default: data-samples/real/desi of the source tree boss-synth was built from).
+    #[arg(long, value_name = "DIR")]
+    template: Option<PathBuf>,
 }
 
 fn main() {
@@ -65,8 +72,15 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
+    ensure!(
+        args.template.is_none() || args.flavor == Flavor::Desi,
+        "--template is only for --flavor desi"
+    );
     if args.flavor.is_sdss5() {
         return run_sdss5(args);
+    }
+    if args.flavor == Flavor::Desi {
+        return run_desi(args);
     }
     ensure!(
         args.coadd.is_none(),
@@ -132,6 +146,29 @@ fn run_sdss5(args: Args) -> Result<()> {
         cfg.coadd,
         cfg.targets,
         cfg.npix,
+        total.files,
+        total.bytes,
+        start.elapsed().as_secs_f64(),
+        cfg.out.display()
+    );
+    Ok(())
+}
+
+fn run_desi(args: Args) -> Result<()> {
+    ensure!(
+        !args.spec_files && args.coadd.is_none() && args.spall_rows.is_none(),
+        "--spec-files, --coadd and --spall-rows are not for --flavor desi"
+    );
+    let mut cfg = synth::desi::Config::new(&args.out, args.plates, args.fibers, args.seed);
+    if let Some(dir) = args.template {
+        cfg.template_dir = dir;
+    }
+    let start = Instant::now();
+    let total = synth::desi::generate(&cfg)?;
+    println!(
+        "boss-synth: {} DESI HEALPix coadds x {} targets (with redrock files): {} files, {} bytes in {:.2} s -> {}",
+        cfg.files,
+        cfg.targets,
         total.files,
         total.bytes,
         start.elapsed().as_secs_f64(),

@@ -60,6 +60,9 @@ pub enum Flavor {
     Sdss5,
     /// SDSS-V lite spec files (no exposure HDUs), written by [`crate::sdss5`].
     Sdss5Lite,
+    /// DESI (DR1) HEALPix coadds with their redrock files, made after the real pair in
+    /// data-samples/real/desi by [`crate::desi`] (`--plates` files of `--fibers` targets).
+    Desi,
 }
 
 impl Flavor {
