@@ -128,15 +128,16 @@ def test_an_unwritable_path_is_a_clear_error(catalog_store, query_bin, tmp_path)
 
 @pytest.mark.mpi
 @pytest.mark.parametrize("victim", [0, 1])
-@pytest.mark.parametrize("form", ["dir", "file"])
+@pytest.mark.parametrize("form", ["dir", "file", "arrow-file"])
 def test_a_killed_rank_leaves_no_part_and_no_directory(query_bin, big_store, tmp_path, victim, form):  # noqa: F811
-    """A directory output, and a single Parquet file under 2 ranks (stitched from a piece per rank
-    written into a staging directory the same way)."""
+    """A directory output, and a single Parquet or Arrow file under 2 ranks (stitched from a piece per
+    rank written into a staging directory the same way)."""
     out_dir = tmp_path / "o"
     out_dir.mkdir()
-    out = out_dir / ("parts" if form == "dir" else "one.parquet")
+    out = out_dir / {"dir": "parts", "file": "one.parquet", "arrow-file": "one.arrow"}[form]
+    output = {"dir": ["--parquet", f"{out}/"], "file": ["--parquet", out], "arrow-file": ["--arrow", out]}[form]
     cmd = ["mpirun", "-n", "2", query_bin, "--store", big_store / "store", "--fibers", big_store / "all.csv",
-           "--parquet", f"{out}/" if form == "dir" else out, "--parquet-codec", "zstd"]
+           *output, "--parquet-codec", "zstd"]
     proc = subprocess.Popen([str(c) for c in cmd], env=mpi_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     # Wait until a part is being written (the staging directory holds a temporary part).

@@ -4,10 +4,9 @@
 //! `b_wave`, `b_flux`, `b_ivar`, `b_mask`, `r_…`, `z_…`, null for SDSS ones, and their SDSS
 //! columns are null), or with `--nested` one struct-of-lists column per spectrum (module
 //! [`nested`]). Each rank builds the batches of its own store groups, one store group at a time
-//! (never the whole result in memory); every rank writes its own into the part files of a
-//! directory output (module [`parts`]); a single Parquet file under several ranks is stitched from
-//! such parts (module [`stitch`]); rank 0 writes a single Arrow IPC file (and a single Parquet
-//! file of a plain process) with the batches in key order.
+//! (never the whole result in memory) and writes them into its own part files: of a directory
+//! output (module [`parts`]), or the pieces of a single Arrow IPC or Parquet file, which rank 0
+//! stitches into the file (module [`stitch`]); one process writes a single file directly.
 
 mod batch;
 mod columns;
@@ -21,10 +20,9 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{Field, Schema, SchemaRef};
-use catalog::ipc;
 use model::atomic::AtomicFile;
 use model::GroupId;
-use ranks::{partition_by_weight, partition_contiguous, Job};
+use ranks::{partition_contiguous, Job};
 
 use crate::error::{QueryError, Result};
 use batch::{build_batch, spectra_of};
@@ -99,46 +97,37 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
     w.finish(true)
 }
 
-/// The outputs of an export split by form: single files written by rank 0, directories (a part
-/// per rank), and a single Parquet file stitched from a piece per rank (under several ranks).
+/// The outputs of an export split by form: directories (a part per rank) and single files —
+/// written whole by the one process, or stitched from a piece per rank under several ranks.
 struct Targets<'a> {
-    file_arrow: Option<&'a Path>,
-    file_parquet: Option<&'a Path>,
     dir_arrow: Option<&'a Path>,
     dir_parquet: Option<&'a Path>,
-    stitched_parquet: Option<&'a Path>,
+    file_arrow: Option<&'a Path>,
+    file_parquet: Option<&'a Path>,
 }
 
 impl<'a> Targets<'a> {
-    fn of(opts: &'a ExportOptions, ranks: usize) -> Self {
+    fn of(opts: &'a ExportOptions) -> Self {
         let split = |p: &'a Option<PathBuf>| match p.as_deref() {
             Some(p) if is_directory_form(p) => (None, Some(p)),
             other => (other, None),
         };
         let (file_arrow, dir_arrow) = split(&opts.arrow);
         let (file_parquet, dir_parquet) = split(&opts.parquet);
-        let (file_parquet, stitched_parquet) = if ranks > 1 {
-            (None, file_parquet)
-        } else {
-            (file_parquet, None)
-        };
         Self {
-            file_arrow,
-            file_parquet,
             dir_arrow,
             dir_parquet,
-            stitched_parquet,
+            file_arrow,
+            file_parquet,
         }
+    }
+
+    fn has_dirs(&self) -> bool {
+        self.dir_arrow.is_some() || self.dir_parquet.is_some()
     }
 
     fn has_files(&self) -> bool {
         self.file_arrow.is_some() || self.file_parquet.is_some()
-    }
-
-    /// True when every rank writes parts (of directories or of a stitched file): ranks then own
-    /// contiguous runs of store groups, so that the parts in rank order are in key order.
-    fn has_parts(&self) -> bool {
-        self.dir_arrow.is_some() || self.dir_parquet.is_some() || self.stitched_parquet.is_some()
     }
 }
 
@@ -155,12 +144,12 @@ fn spectra_bytes(batch: &RecordBatch, catalog_columns: usize) -> u64 {
 
 /// Exports the selected spectra (`subset`, sorted by key). Collective: every rank calls it.
 ///
-/// Single files: each rank builds the batches of its store groups and sends them to rank 0, which
-/// writes them in key order. Directory outputs: each rank writes the batches of its own contiguous
-/// run of store groups into its part files, nothing moves between ranks. A single Parquet file
-/// under several ranks: the same, into pieces that rank 0 then stitches into the file. A failure after writing
-/// started aborts the job (the other ranks would wait for batches forever); the files written are
-/// removed and nothing appears under a final name.
+/// Each rank builds the batches of its own contiguous run of store groups, one group at a time, and
+/// writes them into its part files: of a directory output (put into place by rank 0 when every part
+/// is complete), or the pieces of a single file, which rank 0 stitches into the file (module
+/// [`stitch`]). Nothing moves between ranks; a single process writes single files directly. A
+/// failure after writing started aborts the job; the files written are removed and nothing appears
+/// under a final name.
 pub fn export(
     job: &Job,
     store: &Path,
@@ -168,7 +157,7 @@ pub fn export(
     opts: &ExportOptions,
 ) -> Result<ExportReport> {
     let start = std::time::Instant::now();
-    let targets = Targets::of(opts, job.size());
+    let targets = Targets::of(opts);
     let encoding = ParquetEncoding::with_codec(opts.codec);
     let desi = has_desi(subset);
     let catalog_columns = subset.num_columns();
@@ -188,26 +177,26 @@ pub fn export(
         }
     }
     let weights: Vec<u64> = groups.iter().map(|g| g.2 as u64).collect();
-    // Parts must be in key order: ranks own contiguous runs of groups. For single files alone,
-    // rank 0 writes in key order while the others build the next batches: groups are dealt out by
-    // weight.
-    let owner = if targets.has_parts() {
-        partition_contiguous(&weights, job.size())
-    } else {
-        partition_by_weight(&weights, job.size())
-    };
-    let dirs = if targets.dir_arrow.is_some() || targets.dir_parquet.is_some() {
+    // Parts in rank order must be in key order: ranks own contiguous runs of groups.
+    let owner = partition_contiguous(&weights, job.size());
+    let dirs = if targets.has_dirs() {
         Some(PartDirs::open(job, targets.dir_arrow, targets.dir_parquet)?)
     } else {
         None
     };
-    let pieces = match targets.stitched_parquet {
-        Some(p) => Some(PartDirs::open_pieces(job, p)?),
-        None => None,
+    let stitched = job.size() > 1 && targets.has_files();
+    let pieces = if stitched {
+        Some(PartDirs::open_pieces(
+            job,
+            targets.file_arrow,
+            targets.file_parquet,
+        )?)
+    } else {
+        None
     };
     // Each rank opens its part files (rank 0 also when nothing is selected: the directory then
-    // holds one empty part with the schema), rank 0 the single files; every rank learns whether all
-    // could before any batch moves.
+    // holds one empty part with the schema), a single process its single files; every rank learns
+    // whether all could before any batch is written.
     let mine = owner.contains(&job.rank()) || (job.is_root() && groups.is_empty());
     let open_parts = |d: &Option<PartDirs>| match d {
         Some(d) if mine => {
@@ -218,7 +207,7 @@ pub fn export(
     };
     let opened_parts = open_parts(&dirs);
     let opened_pieces = open_parts(&pieces);
-    let opened_files = (job.is_root() && targets.has_files()).then(|| {
+    let opened_files = (!stitched && targets.has_files()).then(|| {
         Writers::open(
             targets.file_arrow.map(AtomicFile::new),
             targets.file_parquet.map(AtomicFile::new),
@@ -245,50 +234,30 @@ pub fn export(
         ..Default::default()
     };
     for ((group, first, n), o) in groups.iter().zip(owner) {
-        let local = (o == job.rank()).then(|| {
-            let b = build_batch(
-                store,
-                *group,
-                &subset.slice(*first, *n),
-                &flat,
-                &opts.columns,
-                desi,
-            )
-            .unwrap_or_else(|e| abort(job, e));
-            report.rows += b.num_rows();
-            report.spectra_bytes += spectra_bytes(&b, catalog_columns);
-            let b = if opts.nested {
-                nested::nest(&b, &schema, catalog_columns).unwrap_or_else(|source| {
-                    let path = store.join(group.store_file_name());
-                    abort(job, QueryError::Arrow { path, source })
-                })
-            } else {
-                b
-            };
-            for w in [&mut parts, &mut piece].into_iter().flatten() {
-                w.write(&b).unwrap_or_else(|e| abort(job, e));
-            }
-            b
-        });
-        if !targets.has_files() {
+        if o != job.rank() {
             continue;
         }
-        let batch = match (&mut files, local) {
-            (Some(_), Some(b)) => b,
-            (Some(_), None) => {
-                ipc::from_bytes(&job.receive_bytes(o)).unwrap_or_else(|e| abort(job, e.into()))
-            }
-            (None, Some(b)) => {
-                job.send_bytes(
-                    0,
-                    &ipc::to_bytes(&b).unwrap_or_else(|e| abort(job, e.into())),
-                );
-                continue;
-            }
-            (None, None) => continue,
+        let b = build_batch(
+            store,
+            *group,
+            &subset.slice(*first, *n),
+            &flat,
+            &opts.columns,
+            desi,
+        )
+        .unwrap_or_else(|e| abort(job, e));
+        report.rows += b.num_rows();
+        report.spectra_bytes += spectra_bytes(&b, catalog_columns);
+        let b = if opts.nested {
+            nested::nest(&b, &schema, catalog_columns).unwrap_or_else(|source| {
+                let path = store.join(group.store_file_name());
+                abort(job, QueryError::Arrow { path, source })
+            })
+        } else {
+            b
         };
-        if let Some(w) = &mut files {
-            w.write(&batch).unwrap_or_else(|e| abort(job, e));
+        for w in [&mut parts, &mut piece, &mut files].into_iter().flatten() {
+            w.write(&b).unwrap_or_else(|e| abort(job, e));
         }
     }
     if let Some(w) = parts {

@@ -114,10 +114,18 @@ impl PartDirs {
         Self::open_staged(job, wanted)
     }
 
-    /// Collective: the staging directory of the single Parquet file `dest`, whose parts (pieces)
-    /// every rank writes and rank 0 then stitches into `dest` ([`PartDirs::stitch`]).
-    pub(crate) fn open_pieces(job: &Job, dest: &Path) -> Result<Self> {
-        Self::open_staged(job, vec![(dest.to_path_buf(), "parquet")])
+    /// Collective: the staging directories of the single files `arrow` and `parquet`, whose parts
+    /// (pieces) every rank writes and rank 0 then stitches into each file ([`PartDirs::stitch`]).
+    pub(crate) fn open_pieces(
+        job: &Job,
+        arrow: Option<&Path>,
+        parquet: Option<&Path>,
+    ) -> Result<Self> {
+        let wanted = [(arrow, "arrow"), (parquet, "parquet")]
+            .into_iter()
+            .filter_map(|(p, ext)| p.map(|p| (p.to_path_buf(), ext)))
+            .collect();
+        Self::open_staged(job, wanted)
     }
 
     fn open_staged(job: &Job, wanted: Vec<(PathBuf, &'static str)>) -> Result<Self> {
@@ -241,7 +249,7 @@ impl PartDirs {
 
 impl PartDirs {
     /// Collective, after every rank committed its pieces: rank 0 stitches each staging directory's
-    /// pieces, in rank order, into its single file (under a temporary name in the staging
+    /// pieces, in rank order, into its single file (Arrow IPC or Parquet) (under a temporary name in the staging
     /// directory, then renamed into place), and the staging directories with their pieces are
     /// removed. An error on rank 0 is an error on every rank; nothing appears under a final name.
     pub(crate) fn stitch(self, job: &Job) -> Result<()> {
@@ -258,10 +266,21 @@ impl PartDirs {
                     let file = std::fs::File::create(out.temp())
                         .map_err(|e| QueryError::io(&d.dest, "cannot create the export", e))?;
                     let refs: Vec<&Path> = pieces.iter().map(PathBuf::as_path).collect();
-                    super::stitch::stitch(&refs, file).map_err(|source| QueryError::Parquet {
-                        path: d.dest.clone(),
-                        source,
-                    })?;
+                    if d.ext == "arrow" {
+                        super::stitch::stitch_arrow(&refs, file).map_err(|source| {
+                            QueryError::Arrow {
+                                path: d.dest.clone(),
+                                source,
+                            }
+                        })?;
+                    } else {
+                        super::stitch::stitch(&refs, file).map_err(|source| {
+                            QueryError::Parquet {
+                                path: d.dest.clone(),
+                                source,
+                            }
+                        })?;
+                    }
                     out.commit()
                         .map_err(|e| QueryError::io(&d.dest, "cannot put the export into place", e))
                 })();

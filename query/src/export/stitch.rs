@@ -1,14 +1,19 @@
-//! A single Parquet file encoded by every rank (`--parquet out.parquet` under mpirun): each rank
-//! encodes its own contiguous run of store groups into a piece (a part file in a staging directory
-//! beside the output, as for a directory output), then rank 0 splices the pieces' encoded column
-//! chunks, row group by row group and in rank order, into the one file. Nothing is decoded or
-//! encoded twice and no batch moves between ranks: the encoding runs on every rank's cores, and
-//! rank 0 only copies bytes (the approach of arrow-rs' `parquet-concat`).
+//! A single file written by every rank (`--parquet out.parquet`, `--arrow out.arrow` under mpirun):
+//! each rank writes its own contiguous run of store groups into a piece (a part file in a staging
+//! directory beside the output, as for a directory output), then rank 0 joins the pieces in rank
+//! order into the one file. Parquet: the pieces' encoded column chunks are spliced, row group by
+//! row group, without decoding (the approach of arrow-rs' `parquet-concat`), so the encoding runs
+//! on every rank's cores. Arrow IPC: the pieces' record batches are read back (their buffers, no
+//! conversion) and written on. Either way the file has the bytes one process writes.
 
 use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
 use std::path::Path;
 use std::sync::Arc;
 
+use arrow::error::ArrowError;
+use arrow::ipc::reader::FileReader;
+use arrow::ipc::writer::FileWriter;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result};
 use parquet::file::metadata::{
@@ -106,6 +111,43 @@ fn with_writer_statistics(column: ColumnChunkMetaData) -> Result<ColumnChunkMeta
         }
     };
     column.into_builder().set_statistics(stats).build()
+}
+
+/// Writes the record batches of the Arrow IPC files `pieces` (of one schema, in this order) into
+/// the Arrow IPC file `out`. Returns the number of rows.
+pub fn stitch_arrow(pieces: &[&Path], out: File) -> arrow::error::Result<u64> {
+    let open = |p: &&Path| {
+        let file = File::open(p).map_err(|e| {
+            ArrowError::IoError(format!("cannot open the piece {}: {e}", p.display()), e)
+        })?;
+        FileReader::try_new(BufReader::with_capacity(1 << 20, file), None)
+    };
+    let Some(first) = pieces.first() else {
+        return Err(ArrowError::InvalidArgumentError(
+            "no piece to stitch".into(),
+        ));
+    };
+    let schema = open(first)?.schema();
+    let mut writer = FileWriter::try_new(BufWriter::with_capacity(1 << 20, out), &schema)?;
+    let mut rows = 0u64;
+    for p in pieces {
+        let reader = open(p)?;
+        if reader.schema() != schema {
+            return Err(ArrowError::SchemaError(format!(
+                "the piece {} has another schema than {}",
+                p.display(),
+                first.display()
+            )));
+        }
+        for batch in reader {
+            let batch = batch?;
+            rows += batch.num_rows() as u64;
+            writer.write(&batch)?;
+        }
+    }
+    writer.finish()?;
+    writer.into_inner()?.flush()?;
+    Ok(rows)
 }
 
 #[cfg(test)]
@@ -224,6 +266,45 @@ mod tests {
             a.len(),
             b.len()
         );
+    }
+
+    #[test]
+    fn arrow_pieces_stitch_into_the_file_written_whole() {
+        let schema = id_flux_schema();
+        let d = tempfile::tempdir().unwrap();
+        let batches = [
+            batch(&schema, 0, 7),
+            batch(&schema, 100, 0),
+            batch(&schema, 200, 4),
+        ];
+        let write = |path: &Path, batches: &[RecordBatch]| {
+            let mut w = FileWriter::try_new(File::create(path).unwrap(), &schema).unwrap();
+            batches.iter().for_each(|b| w.write(b).unwrap());
+            w.finish().unwrap();
+        };
+        let whole = d.path().join("whole.arrow");
+        write(&whole, &batches);
+        let mut pieces = Vec::new();
+        for (p, b) in batches.iter().enumerate() {
+            let path = d.path().join(format!("piece-{p}.arrow"));
+            write(&path, std::slice::from_ref(b));
+            pieces.push(path);
+        }
+        let out = d.path().join("out.arrow");
+        let refs: Vec<&Path> = pieces.iter().map(|p| p.as_path()).collect();
+        assert_eq!(
+            stitch_arrow(&refs, File::create(&out).unwrap()).unwrap(),
+            11
+        );
+        assert!(std::fs::read(&out).unwrap() == std::fs::read(&whole).unwrap());
+        let other = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let odd = d.path().join("odd.arrow");
+        FileWriter::try_new(File::create(&odd).unwrap(), &other)
+            .unwrap()
+            .finish()
+            .unwrap();
+        let e = stitch_arrow(&[&pieces[0], &odd], File::create(&out).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("another schema"), "{e}");
     }
 
     #[test]
