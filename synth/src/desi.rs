@@ -227,12 +227,9 @@ fn cycled_table(
     w.copy_header(t)?;
     w.set_table_rows(n)?;
     w.write_packed_rows(extname, 1, &bytes)?;
-    w.write_named_columns(
-        extname,
-        1,
-        &[column("TARGETID", ColData::I64(ids.to_vec()))],
-    )?;
-    w.write_named_columns(extname, 1, set)?;
+    let ids = column("TARGETID", ColData::I64(ids.to_vec()));
+    let columns: Vec<Column> = std::iter::once(ids).chain(set.iter().cloned()).collect();
+    w.write_named_columns(extname, 1, &columns)?;
     w.write_checksum()
 }
 

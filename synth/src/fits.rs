@@ -648,7 +648,7 @@ impl FitsWriter {
             return Ok(());
         }
         for (i, c) in columns.iter().enumerate() {
-            self.write_column(label, (i + 1) as c_int, first_row, c)?;
+            self.write_column(label, (i + 1) as c_int, first_row, c, c.repeat())?;
         }
         Ok(())
     }
@@ -693,23 +693,21 @@ impl FitsWriter {
             self.check(status, || {
                 format!("reading column {} of table {label}", c.name)
             })?;
-            // The table's own form: strings are cut to its width.
-            let c = Column {
-                tform: format!("{repeat}"),
-                ..c.clone()
-            };
-            self.write_column(label, colnum, first_row, &c)?;
+            // Strings are cut to the table's own width.
+            self.write_column(label, colnum, first_row, c, repeat as usize)?;
         }
         Ok(())
     }
 
-    /// Writes one column's data into column number `colnum` (from 1) from row `first_row`.
+    /// Writes one column's data into column number `colnum` (from 1) from row `first_row`; strings
+    /// are cut to `width` bytes.
     fn write_column(
         &mut self,
         label: &str,
         colnum: c_int,
         first_row: usize,
         c: &Column,
+        width: usize,
     ) -> Result<()> {
         let first = first_row as sys::LONGLONG;
         {
@@ -740,7 +738,6 @@ impl FitsWriter {
                     );
                 }
                 if let ColData::Str(v) = &c.data {
-                    let width = c.repeat();
                     let owned: Vec<CString> = v
                         .iter()
                         .map(|s| cstring(truncate(s, width)))

@@ -245,13 +245,11 @@ impl PartDirs {
             Ok(()) => Ok(()),
         }
     }
-}
 
-impl PartDirs {
     /// Collective, after every rank committed its pieces: rank 0 stitches each staging directory's
-    /// pieces, in rank order, into its single file (Arrow IPC or Parquet) (under a temporary name in the staging
-    /// directory, then renamed into place), and the staging directories with their pieces are
-    /// removed. An error on rank 0 is an error on every rank; nothing appears under a final name.
+    /// pieces, in rank order, into its single file, Arrow IPC or Parquet (written under a temporary
+    /// name in the staging directory, then renamed into place), and the staging directories with
+    /// their pieces are removed. An error on rank 0 is an error on every rank; nothing appears under a final name.
     pub(crate) fn stitch(self, job: &Job) -> Result<()> {
         job.barrier();
         let mut result = Ok(());
@@ -266,21 +264,7 @@ impl PartDirs {
                     let file = std::fs::File::create(out.temp())
                         .map_err(|e| QueryError::io(&d.dest, "cannot create the export", e))?;
                     let refs: Vec<&Path> = pieces.iter().map(PathBuf::as_path).collect();
-                    if d.ext == "arrow" {
-                        super::stitch::stitch_arrow(&refs, file).map_err(|source| {
-                            QueryError::Arrow {
-                                path: d.dest.clone(),
-                                source,
-                            }
-                        })?;
-                    } else {
-                        super::stitch::stitch(&refs, file).map_err(|source| {
-                            QueryError::Parquet {
-                                path: d.dest.clone(),
-                                source,
-                            }
-                        })?;
-                    }
+                    super::stitch::join(d.ext, &refs, file, &d.dest)?;
                     out.commit()
                         .map_err(|e| QueryError::io(&d.dest, "cannot put the export into place", e))
                 })();

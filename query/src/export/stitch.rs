@@ -24,6 +24,25 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::statistics::Statistics;
 use parquet::file::writer::SerializedFileWriter;
 
+use crate::error::QueryError;
+
+/// Joins `pieces` (files of extension `ext`, `arrow` or `parquet`) into `out`; errors name `dest`,
+/// the file being written.
+pub(crate) fn join(
+    ext: &str,
+    pieces: &[&Path],
+    out: File,
+    dest: &Path,
+) -> std::result::Result<(), QueryError> {
+    let path = dest.to_path_buf();
+    if ext == "arrow" {
+        stitch_arrow(pieces, out).map_err(|source| QueryError::Arrow { path, source })?;
+    } else {
+        stitch(pieces, out).map_err(|source| QueryError::Parquet { path, source })?;
+    }
+    Ok(())
+}
+
 /// Writes the row groups of `pieces` (Parquet files of one schema, in this order) into `out`, with
 /// the first piece's key-value metadata (the Arrow schema, so readers get the same types back).
 /// Returns the number of rows.
@@ -170,6 +189,17 @@ mod tests {
         ]))
     }
 
+    /// Writes `batches` into the Parquet file `path` as the export does, row groups of 3 rows.
+    fn write_parquet(path: &Path, schema: &Arc<Schema>, batches: &[RecordBatch]) {
+        let encoding = ParquetEncoding {
+            row_group_rows: 3,
+            ..ParquetEncoding::default()
+        };
+        let mut w = ParquetFile::create(File::create(path).unwrap(), schema, encoding).unwrap();
+        batches.iter().for_each(|b| w.write(b).unwrap());
+        w.close().unwrap();
+    }
+
     fn batch(schema: &Arc<Schema>, first: i64, n: usize) -> RecordBatch {
         let ids = Int64Array::from_iter_values((0..n as i64).map(|i| first + i));
         let flux = ListArray::from_iter_primitive::<Float32Type, _, _>(
@@ -182,19 +212,12 @@ mod tests {
     fn pieces_stitch_into_one_file_with_every_row_in_order() {
         let schema = id_flux_schema();
         let d = tempfile::tempdir().unwrap();
-        let encoding = ParquetEncoding {
-            row_group_rows: 3,
-            ..ParquetEncoding::default()
-        };
         let mut pieces = Vec::new();
         let mut expected = Vec::new();
         for (p, (first, n)) in [(0i64, 7usize), (100, 0), (200, 4)].into_iter().enumerate() {
             let path = d.path().join(format!("piece-{p}.parquet"));
-            let mut w =
-                ParquetFile::create(File::create(&path).unwrap(), &schema, encoding).unwrap();
             let b = batch(&schema, first, n);
-            w.write(&b).unwrap();
-            w.close().unwrap();
+            write_parquet(&path, &schema, std::slice::from_ref(&b));
             expected.push(b);
             pieces.push(path);
         }
@@ -224,22 +247,13 @@ mod tests {
     fn a_stitched_file_has_the_bytes_of_one_written_whole() {
         let schema = id_flux_schema();
         let d = tempfile::tempdir().unwrap();
-        let encoding = ParquetEncoding {
-            row_group_rows: 3,
-            ..ParquetEncoding::default()
-        };
         let batches = [batch(&schema, 0, 7), batch(&schema, 200, 4)];
         let whole = d.path().join("whole.parquet");
-        let mut w = ParquetFile::create(File::create(&whole).unwrap(), &schema, encoding).unwrap();
-        batches.iter().for_each(|b| w.write(b).unwrap());
-        w.close().unwrap();
+        write_parquet(&whole, &schema, &batches);
         let mut pieces = Vec::new();
         for (p, b) in batches.iter().enumerate() {
             let path = d.path().join(format!("piece-{p}.parquet"));
-            let mut w =
-                ParquetFile::create(File::create(&path).unwrap(), &schema, encoding).unwrap();
-            w.write(b).unwrap();
-            w.close().unwrap();
+            write_parquet(&path, &schema, std::slice::from_ref(b));
             pieces.push(path);
         }
         let out = d.path().join("out.parquet");
@@ -314,16 +328,9 @@ mod tests {
         for (i, name) in ["a", "b"].into_iter().enumerate() {
             let schema = Arc::new(Schema::new(vec![Field::new(name, DataType::Int64, false)]));
             let path = d.path().join(format!("{i}.parquet"));
-            let mut w = ParquetFile::create(
-                File::create(&path).unwrap(),
-                &schema,
-                ParquetEncoding::default(),
-            )
-            .unwrap();
             let ids = Int64Array::from_iter_values(0..3);
-            w.write(&RecordBatch::try_new(schema, vec![Arc::new(ids)]).unwrap())
-                .unwrap();
-            w.close().unwrap();
+            let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(ids)]).unwrap();
+            write_parquet(&path, &schema, &[b]);
             paths.push(path);
         }
         let refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
