@@ -1,7 +1,9 @@
 //! The data model of the store, free of HDF5, MPI and Arrow: spectrum keys and store groups of every
 //! survey, fiber keys, the store layout (every
-//! path and file name), fiber lists, and durable writes (temporary name, fsync, rename).
+//! path and file name), fiber lists, and durable writes (temporary name, fsync, rename), and
+//! the process set-up every binary shares (allocator thresholds).
 
+pub mod allocator;
 pub mod atomic;
 pub mod desi;
 pub mod fiberlist;

@@ -65,6 +65,7 @@ struct Args {
 }
 
 fn main() {
+    model::allocator::keep_freed_memory();
     if let Err(e) = run(Args::parse()) {
         eprintln!("boss-synth: error: {e:#}");
         std::process::exit(1);

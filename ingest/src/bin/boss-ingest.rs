@@ -52,6 +52,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    model::allocator::keep_freed_memory();
     model::stdout::note_closed_stdout();
     let args = Args::parse();
     let job = Job::init_if_launched();

@@ -99,6 +99,7 @@ fn encodings() -> Vec<(&'static str, ParquetEncoding)> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    model::allocator::keep_freed_memory();
     let args = Args::parse();
     let reader = FileReader::try_new(File::open(&args.input)?, None)?;
     let schema = reader.schema();

@@ -171,6 +171,7 @@ impl Args {
 }
 
 fn main() -> ExitCode {
+    model::allocator::keep_freed_memory();
     model::stdout::note_closed_stdout();
     let args = Args::parse();
     // Collective MPI-IO needs MPI even for one process; otherwise a plain process runs without MPI
