@@ -5,12 +5,15 @@
 //! order hold the rows in key order (what `pandas.read_parquet(dir)`, `pyarrow.dataset`, DuckDB's
 //! `read_parquet('out/*.parquet')` and polars read as one table).
 
+use std::fs::{File, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use model::atomic::{hostname, temp_path, AtomicFile, TempDir};
 use ranks::Job;
 
+use super::stitch::{copy_range, Move};
 use crate::error::{QueryError, Result};
 
 /// How every part's file name begins.
@@ -246,43 +249,135 @@ impl PartDirs {
         }
     }
 
-    /// Collective, after every rank committed its pieces: rank 0 stitches each staging directory's
-    /// pieces, in rank order, into its single file, Arrow IPC or Parquet (written under a temporary
-    /// name in the staging directory, then renamed into place), and the staging directories with
-    /// their pieces are removed. An error on rank 0 is an error on every rank; nothing appears under a final name.
+    /// Collective, after every rank committed its pieces: each staging directory's pieces are
+    /// joined, in rank order, into its single file, Arrow IPC or Parquet ([`super::stitch`]). Rank 0
+    /// plans the join from the pieces' footers, turns its own piece into the file (a temporary name
+    /// in the staging directory) and writes the footer; every other rank copies its own rows into
+    /// the file at their offset, all at once; rank 0 then renames the file into place, and the
+    /// staging directories with their pieces are removed. An error on any rank is an error on every
+    /// rank; nothing appears under a final name.
     pub(crate) fn stitch(self, job: &Job) -> Result<()> {
         job.barrier();
         let mut result = Ok(());
-        if job.is_root() {
-            for d in &self.dirs {
-                let pieces: Vec<PathBuf> = (0..job.size())
-                    .map(|r| part_paths(d.staging.path(), r, d.ext).0)
-                    .filter(|p| p.exists())
-                    .collect();
-                let out = AtomicFile::with_temp(&d.dest, d.staging.path().join(STITCHED_TEMP));
-                let step = (|| {
-                    let file = std::fs::File::create(out.temp())
-                        .map_err(|e| QueryError::io(&d.dest, "cannot create the export", e))?;
-                    let refs: Vec<&Path> = pieces.iter().map(PathBuf::as_path).collect();
-                    super::stitch::join(d.ext, &refs, file, &d.dest)?;
-                    out.commit()
-                        .map_err(|e| QueryError::io(&d.dest, "cannot put the export into place", e))
-                })();
-                result = step;
-                if result.is_err() {
-                    break;
-                }
+        for d in &self.dirs {
+            // Collective, with the same outcome on every rank: all ranks stop together.
+            result = d.join_pieces(job);
+            if result.is_err() {
+                break;
             }
         }
-        let failed = job.any(result.is_err());
         // Dropped, the staging directories go with their pieces (on every rank: whichever is
         // first removes them, the others find nothing left).
         drop(self);
-        match result {
-            Err(e) => Err(e),
-            Ok(()) if failed => Err(QueryError::OtherRank),
-            Ok(()) => Ok(()),
+        result
+    }
+}
+
+impl Staged {
+    /// The single file's temporary name, in the staging directory.
+    fn joined_temp(&self) -> PathBuf {
+        self.staging.path().join(STITCHED_TEMP)
+    }
+
+    /// Collective: joins this output's pieces into its single file (see [`PartDirs::stitch`]).
+    fn join_pieces(&self, job: &Job) -> Result<()> {
+        let mut root_error = None;
+        let plan = job.is_root().then(|| {
+            self.start_joined_file(job.size()).map_err(|e| {
+                let m = e.to_string();
+                root_error = Some(e);
+                m
+            })
+        });
+        let moves: Vec<(usize, Move)> = match job.broadcast(plan.as_ref())? {
+            Ok(moves) => moves,
+            Err(_) => return Err(root_error.unwrap_or(QueryError::OtherRank)),
+        };
+        let mine: Vec<Move> = moves
+            .iter()
+            .filter(|(rank, _)| *rank == job.rank())
+            .map(|(_, m)| *m)
+            .collect();
+        let copied = self.copy_rows(job.rank(), &mine);
+        let failed = job.any(copied.is_err());
+        copied?;
+        if failed {
+            return Err(QueryError::OtherRank);
         }
+        let committed = if job.is_root() {
+            AtomicFile::with_temp(&self.dest, self.joined_temp())
+                .commit()
+                .map_err(|e| QueryError::io(&self.dest, "cannot put the export into place", e))
+        } else {
+            Ok(())
+        };
+        let failed = job.any(committed.is_err());
+        committed?;
+        if failed {
+            return Err(QueryError::OtherRank);
+        }
+        Ok(())
+    }
+
+    /// Rank 0: plans the join and starts the file — rank 0's own piece renamed and cut after its
+    /// rows (or, if rank 0 wrote none, a new file with the first piece's header), the footer at its
+    /// offset. Returns the copies the ranks still have to make, with the rank that makes each.
+    fn start_joined_file(&self, ranks: usize) -> Result<Vec<(usize, Move)>> {
+        let pieces: Vec<(usize, PathBuf)> = (0..ranks)
+            .map(|r| (r, part_paths(self.staging.path(), r, self.ext).0))
+            .filter(|(_, p)| p.exists())
+            .collect();
+        let refs: Vec<&Path> = pieces.iter().map(|(_, p)| p.as_path()).collect();
+        let joint = super::stitch::plan(self.ext, &refs, &self.dest)?;
+        let io = |e| QueryError::io(&self.dest, "cannot write the export", e);
+        let temp = self.joined_temp();
+        let mut moves: Vec<(usize, Move)> = pieces
+            .iter()
+            .map(|(r, _)| *r)
+            .zip(joint.moves.iter().copied())
+            .collect();
+        let file = if let Some((0, first)) = pieces.first() {
+            std::fs::rename(first, &temp).map_err(io)?;
+            let file = OpenOptions::new().write(true).open(&temp).map_err(io)?;
+            let own = moves.remove(0).1;
+            file.set_len(own.to + own.len).map_err(io)?;
+            file
+        } else {
+            let file = File::create(&temp).map_err(io)?;
+            let header = Move {
+                from: 0,
+                len: joint.header,
+                to: 0,
+            };
+            copy_range(&File::open(refs[0]).map_err(io)?, &file, header).map_err(io)?;
+            file
+        };
+        file.write_all_at(&joint.tail, joint.rows_end())
+            .map_err(io)?;
+        Ok(moves)
+    }
+
+    /// Copies this rank's rows (`moves`, from its piece) into the file and makes them durable.
+    fn copy_rows(&self, rank: usize, moves: &[Move]) -> Result<()> {
+        if moves.is_empty() {
+            return Ok(());
+        }
+        let io = |e| {
+            QueryError::io(
+                &self.dest,
+                "cannot copy this rank's rows into the export",
+                e,
+            )
+        };
+        let piece = File::open(part_paths(self.staging.path(), rank, self.ext).0).map_err(io)?;
+        let file = OpenOptions::new()
+            .write(true)
+            .open(self.joined_temp())
+            .map_err(io)?;
+        for m in moves {
+            copy_range(&piece, &file, *m).map_err(io)?;
+        }
+        file.sync_data().map_err(io)
     }
 }
 
