@@ -5,8 +5,8 @@
 //! columns are null), or with `--nested` one struct-of-lists column per spectrum (module
 //! [`nested`]). Each rank builds the batches of its own store groups, one store group at a time
 //! (never the whole result in memory) and writes them into its own part files: of a directory
-//! output (module [`parts`]), or the pieces of a single Arrow IPC or Parquet file, which rank 0
-//! stitches into the file (module [`stitch`]); one process writes a single file directly.
+//! output (module [`parts`]), or the pieces of a single Arrow IPC or Parquet file, which all ranks
+//! join into the file (module [`stitch`]); one process writes a single file directly.
 
 mod batch;
 mod columns;
@@ -146,7 +146,7 @@ fn spectra_bytes(batch: &RecordBatch, catalog_columns: usize) -> u64 {
 ///
 /// Each rank builds the batches of its own contiguous run of store groups, one group at a time, and
 /// writes them into its part files: of a directory output (put into place by rank 0 when every part
-/// is complete), or the pieces of a single file, which rank 0 stitches into the file (module
+/// is complete), or the pieces of a single file, which all ranks join into rank 0's piece (module
 /// [`stitch`]). Nothing moves between ranks; a single process writes single files directly. A
 /// failure after writing started aborts the job; the files written are removed and nothing appears
 /// under a final name.
