@@ -86,6 +86,10 @@ fn encodings() -> Vec<(&'static str, ParquetEncoding)> {
                 e.list_dictionary = true;
             }),
         ),
+        (
+            "default, with page statistics of the spectra",
+            with(|e| e.list_statistics = true),
+        ),
         ("default on one core", with(|e| e.parallel = false)),
         (
             "default, row groups of 128",

@@ -15,7 +15,7 @@ use parquet::arrow::arrow_writer::{
 };
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
@@ -60,6 +60,10 @@ pub struct ParquetEncoding {
     /// BYTE_STREAM_SPLIT encoding of float list columns (helps a codec find the repeated exponent
     /// bytes).
     pub byte_stream_split: bool,
+    /// Page statistics (min/max, and so the column index) of the list columns. Off: nobody
+    /// filters on a spectrum's pixel values, and computing them per value costs time; the
+    /// catalog's columns keep theirs (row-group and page pruning on z, ra, …).
+    pub list_statistics: bool,
     /// Rows per row group at most: a store group's batch is one row group, or several.
     pub row_group_rows: usize,
     /// Columns encoded in parallel (rayon) rather than one after the other.
@@ -72,6 +76,7 @@ impl Default for ParquetEncoding {
             codec: ParquetCodec::default(),
             list_dictionary: false,
             byte_stream_split: true,
+            list_statistics: false,
             row_group_rows: 1024,
             parallel: true,
         }
@@ -91,17 +96,46 @@ impl ParquetEncoding {
     pub fn properties(&self, schema: &Schema) -> WriterProperties {
         // Row groups are cut by ParquetFile::write (`row_group_rows`), not by the properties.
         let mut b = WriterProperties::builder().set_compression(self.codec.compression());
+        let mut leaves = Vec::new();
         for f in schema.fields() {
-            if let DataType::List(item) = f.data_type() {
-                let path =
-                    ColumnPath::new(vec![f.name().clone(), "list".into(), item.name().clone()]);
-                b = b.set_column_dictionary_enabled(path.clone(), self.list_dictionary);
-                if self.byte_stream_split && item.data_type().is_floating() {
-                    b = b.set_column_encoding(path, Encoding::BYTE_STREAM_SPLIT);
-                }
+            list_leaves(vec![f.name().clone()], f.data_type(), false, &mut leaves);
+        }
+        for (path, item) in leaves {
+            b = b.set_column_dictionary_enabled(path.clone(), self.list_dictionary);
+            if !self.list_statistics {
+                b = b.set_column_statistics_enabled(path.clone(), EnabledStatistics::None);
+            }
+            if self.byte_stream_split && item.is_floating() {
+                b = b.set_column_encoding(path, Encoding::BYTE_STREAM_SPLIT);
             }
         }
         b.build()
+    }
+}
+
+/// The Parquet leaf columns under `path` that hold list items (spectra: top-level list columns, and
+/// the lists inside the nested form's struct columns), with their item type.
+fn list_leaves(
+    path: Vec<String>,
+    t: &DataType,
+    in_list: bool,
+    out: &mut Vec<(ColumnPath, DataType)>,
+) {
+    match t {
+        DataType::List(item) => {
+            let mut p = path;
+            p.extend(["list".to_string(), item.name().clone()]);
+            list_leaves(p, item.data_type(), true, out);
+        }
+        DataType::Struct(fields) => {
+            for f in fields {
+                let mut p = path.clone();
+                p.push(f.name().clone());
+                list_leaves(p, f.data_type(), in_list, out);
+            }
+        }
+        leaf if in_list => out.push((ColumnPath::new(path), leaf.clone())),
+        _ => {}
     }
 }
 
