@@ -273,6 +273,17 @@ impl PartDirs {
     }
 }
 
+/// Collective: this rank's outcome, or [`QueryError::OtherRank`] when it succeeded and another
+/// rank failed.
+fn together(job: &Job, result: Result<()>) -> Result<()> {
+    let failed = job.any(result.is_err());
+    result?;
+    if failed {
+        return Err(QueryError::OtherRank);
+    }
+    Ok(())
+}
+
 impl Staged {
     /// The single file's temporary name, in the staging directory.
     fn joined_temp(&self) -> PathBuf {
@@ -298,12 +309,7 @@ impl Staged {
             .filter(|(rank, _)| *rank == job.rank())
             .map(|(_, m)| *m)
             .collect();
-        let copied = self.copy_rows(job.rank(), &mine);
-        let failed = job.any(copied.is_err());
-        copied?;
-        if failed {
-            return Err(QueryError::OtherRank);
-        }
+        together(job, self.copy_rows(job.rank(), &mine))?;
         let committed = if job.is_root() {
             AtomicFile::with_temp(&self.dest, self.joined_temp())
                 .commit()
@@ -311,12 +317,7 @@ impl Staged {
         } else {
             Ok(())
         };
-        let failed = job.any(committed.is_err());
-        committed?;
-        if failed {
-            return Err(QueryError::OtherRank);
-        }
-        Ok(())
+        together(job, committed)
     }
 
     /// Rank 0: plans the join and starts the file — rank 0's own piece renamed and cut after its

@@ -238,8 +238,12 @@ fn plan_parquet(pieces: &[&Path]) -> Result<Joint> {
             (MAGIC, end)
         })
         .collect();
-    let moves = Joint::lay_out(MAGIC, &ranges);
-    let rows_end = moves.last().map_or(MAGIC, |m| m.to + m.len);
+    let mut joint = Joint {
+        header: MAGIC,
+        moves: Joint::lay_out(MAGIC, &ranges),
+        tail: Vec::new(),
+    };
+    let rows_end = joint.rows_end();
     let props = WriterProperties::builder()
         .set_key_value_metadata(first.file_metadata().key_value_metadata().cloned())
         .build();
@@ -277,12 +281,8 @@ fn plan_parquet(pieces: &[&Path]) -> Result<Joint> {
             writer.bytes_written()
         )));
     }
-    let sink = writer.into_inner()?;
-    Ok(Joint {
-        header: MAGIC,
-        moves,
-        tail: sink.tail,
-    })
+    joint.tail = writer.into_inner()?.tail;
+    Ok(joint)
 }
 
 /// The column chunk's metadata with its statistics as the writer wrote them: a reader does not

@@ -310,3 +310,52 @@ impl Writers {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::Field;
+    use std::sync::Arc;
+
+    #[test]
+    fn spectra_lose_statistics_and_dictionary_also_inside_structs_and_catalog_columns_keep_them() {
+        let list = |n: &str| {
+            Field::new(
+                n,
+                DataType::List(Arc::new(Field::new_list_field(DataType::Float32, false))),
+                true,
+            )
+        };
+        let schema = Schema::new(vec![
+            Field::new("z", DataType::Float64, true),
+            list("flux"),
+            Field::new(
+                "spectrum",
+                DataType::Struct(vec![list("ivar")].into()),
+                true,
+            ),
+        ]);
+        let props = ParquetEncoding::default().properties(&schema);
+        let path = |p: &[&str]| ColumnPath::new(p.iter().map(|s| s.to_string()).collect());
+        for leaf in [
+            path(&["flux", "list", "item"]),
+            path(&["spectrum", "ivar", "list", "item"]),
+        ] {
+            assert_eq!(
+                props.statistics_enabled(&leaf),
+                EnabledStatistics::None,
+                "{leaf}"
+            );
+            assert!(!props.dictionary_enabled(&leaf), "{leaf}");
+            assert_eq!(
+                props.encoding(&leaf),
+                Some(Encoding::BYTE_STREAM_SPLIT),
+                "{leaf}"
+            );
+        }
+        let z = path(&["z"]);
+        assert_eq!(props.statistics_enabled(&z), EnabledStatistics::Page);
+        assert!(props.dictionary_enabled(&z));
+        assert_eq!(props.encoding(&z), None);
+    }
+}
